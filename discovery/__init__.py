@@ -1,0 +1,3 @@
+"""Generic label-driven namespace discovery (front door: see __all__)."""
+
+__all__: list[str] = []
