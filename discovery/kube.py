@@ -1,0 +1,431 @@
+"""A small asyncio Kubernetes client on plain dicts: the only module in either package that speaks HTTP.
+
+Configuration and credentials come from `kubernetes.aio.config` (kubeconfig, in-cluster, exec plugins,
+token refresh); requests go through one aiohttp session with an unbounded connector, because each watch
+holds a connection and a process may hold thousands. Every call is a child span (`k8s.api`) of whatever
+span is current, retries transient failures with bounded jittered backoff (429 honours Retry-After), and
+logs a retried failure once, not on every attempt. Callers: `discovery` (grants, status, watches) and the
+`toolhive` operator (apply layer, multiplexer). Nothing here knows any resource beyond `Resource` values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final, Literal
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+Body = dict[str, Any]
+PatchType = Literal["merge", "json", "strategic", "apply"]
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("discovery.kube")
+
+CONTENT_TYPES: Final[Mapping[PatchType, str]] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+TRANSIENT: Final = frozenset({429, 500, 502, 503, 504})
+_VERBS: Final = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
+_List = list  # `Api.list` shadows the builtin inside the class body
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """Identity of an API resource type: enough to build its URLs."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, *, namespace: str | None = None, name: str | None = None, subresource: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name, safe='')}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+EVENTS = Resource("", "v1", "events", "Event")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+
+
+class ApiError(Exception):
+    """A non-2xx answer. `body` is the Kubernetes `Status` when the server sent one."""
+
+    def __init__(self, status: int, body: Body | None = None, *, retry_after: float | None = None) -> None:
+        self.status = status
+        self.body = body or {}
+        self.reason = str(self.body.get("reason", ""))
+        self.retry_after = retry_after
+        super().__init__(f"{status} {self.reason}: {self.body.get('message', '')}".strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message", ""))
+
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is too old (410 Gone): the caller must list again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchEvent:
+    type: Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    object: Body
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for transient answers (429, 5xx) and dropped connections."""
+
+    attempts: int = 6
+    base_delay: float = 0.05
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay * 4)
+        ceiling = min(self.max_delay, self.base_delay * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+ResponseHook = Callable[[str, str, int], None]
+"""Called as hook(verb, resource plural, status code) after every answer (metrics use it)."""
+
+
+class Api:
+    """Dict-based access to the Kubernetes API. Create with `connect()`; close with `close()`."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        ssl_context: ssl.SSLContext | None,
+        auth: Callable[[], Any],
+        retry: RetryPolicy = RetryPolicy(),
+        on_response: ResponseHook | None = None,
+    ) -> None:
+        self.host = host.rstrip("/")
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else False
+        self._auth = auth
+        self.retry = retry
+        self.on_response = on_response
+        # limit=0: watches hold one connection each; a per-host cap would starve requests behind them.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl),
+            json_serialize=json.dumps,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        self._warned: set[tuple[str, str, int]] = set()
+
+    # -- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        on_response: ResponseHook | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> Api:
+        """Load credentials from `kubeconfig` (or the in-cluster service account when it is None)."""
+        from kubernetes.aio import config as aio_config
+        from kubernetes.aio.client import Configuration
+
+        configuration = Configuration()
+        if kubeconfig is not None:
+            await aio_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, context=context, client_configuration=configuration
+            )
+        else:
+            aio_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+
+        context_ssl: ssl.SSLContext | None = None
+        if configuration.host.startswith("https"):
+            context_ssl = ssl.create_default_context(
+                cafile=configuration.ssl_ca_cert, cadata=configuration.ca_cert_data
+            )
+            if configuration.cert_file:
+                context_ssl.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+            if not configuration.verify_ssl:
+                context_ssl.check_hostname = False
+                context_ssl.verify_mode = ssl.CERT_NONE
+
+        async def auth() -> str | None:
+            token: str | None = await configuration.get_api_key_with_prefix(
+                "BearerToken", alias="authorization"
+            )
+            if token is None and configuration.username:
+                return str(configuration.get_basic_auth_token())
+            return token
+
+        return cls(
+            host=configuration.host, ssl_context=context_ssl, auth=auth, retry=retry, on_response=on_response
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    # -- verbs --------------------------------------------------------------------------------------
+
+    async def get(
+        self, res: Resource, name: str, *, namespace: str | None = None, subresource: str = ""
+    ) -> Body:
+        """The object; raises ApiError(404) when it does not exist."""
+        return await self._json("GET", res, res.path(namespace=namespace, name=name, subresource=subresource))
+
+    async def get_or_none(self, res: Resource, name: str, *, namespace: str | None = None) -> Body | None:
+        try:
+            return await self.get(res, name, namespace=namespace)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> tuple[_List[Body], str]:
+        """All matching objects (following `continue` pages) and the list's resourceVersion."""
+        items: _List[Body] = []
+        token: str | None = None
+        while True:
+            query = _query(
+                labelSelector=label_selector,
+                fieldSelector=field_selector,
+                limit=page_size,
+                **{"continue": token},
+            )
+            page = await self._json("GET", res, res.path(namespace=namespace) + query, verb="list")
+            kind = res.kind
+            for item in page.get("items") or []:
+                # List items omit apiVersion/kind; restore them so bodies look like single GETs.
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            metadata = page.get("metadata") or {}
+            token = metadata.get("continue") or None
+            if not token:
+                return items, str(metadata.get("resourceVersion", ""))
+
+    async def create(self, res: Resource, body: Body, *, namespace: str | None = None) -> Body:
+        return await self._json("POST", res, res.path(namespace=namespace), body=body, verb="create")
+
+    async def replace(self, res: Resource, body: Body, *, subresource: str = "") -> Body:
+        meta = body["metadata"]
+        path = res.path(namespace=meta.get("namespace"), name=meta["name"], subresource=subresource)
+        return await self._json("PUT", res, path, body=body, verb="update")
+
+    async def patch(
+        self,
+        res: Resource,
+        name: str,
+        patch: Body | _List[Body],
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = "merge",
+        subresource: str = "",
+        field_manager: str | None = None,
+        force: bool = False,
+    ) -> Body:
+        """Patch and return the new object. `apply` is server-side apply (needs a field manager)."""
+        query = _query(fieldManager=field_manager, force="true" if force else None)
+        path = res.path(namespace=namespace, name=name, subresource=subresource) + query
+        return await self._json(
+            "PATCH", res, path, body=patch, content_type=CONTENT_TYPES[patch_type], verb="patch"
+        )
+
+    async def apply(self, res: Resource, body: Body, *, field_manager: str, subresource: str = "") -> Body:
+        """Server-side apply of `body` (create if missing), forcing ownership of the fields it names."""
+        meta = body["metadata"]
+        return await self.patch(
+            res,
+            meta["name"],
+            body,
+            namespace=meta.get("namespace"),
+            patch_type="apply",
+            subresource=subresource,
+            field_manager=field_manager,
+            force=True,
+        )
+
+    async def delete(
+        self,
+        res: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation: Literal["Background", "Foreground", "Orphan"] | None = None,
+        uid: str | None = None,
+    ) -> Body | None:
+        """Delete; returns the answer body, or None when the object was already gone (404)."""
+        body: Body = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation:
+            body["propagationPolicy"] = propagation
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            return await self._json("DELETE", res, res.path(namespace=namespace, name=name), body=body)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def watch(
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        """One watch request: yields events until the server ends the stream.
+
+        Raises WatchExpired on 410 (in the stream or as the answer) and ApiError on other failures.
+        The caller owns reconnecting; `Informer` does it.
+        """
+        query = _query(
+            watch="1",
+            allowWatchBookmarks="true",
+            labelSelector=label_selector,
+            fieldSelector=field_selector,
+            resourceVersion=resource_version,
+            timeoutSeconds=timeout_seconds,
+        )
+        url = self.host + res.path(namespace=namespace) + query
+        headers = await self._headers(None)
+        async with self._session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            if resp.status == 410:
+                raise WatchExpired(res.plural)
+            if resp.status >= 400:
+                raise await _error(resp)
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise WatchExpired(res.plural)
+                        raise ApiError(int(status.get("code") or 500), status)
+                    yield WatchEvent(event["type"], event["object"])
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = await self._auth()
+        if auth:
+            headers["Authorization"] = auth
+        return headers
+
+    async def _json(
+        self,
+        method: str,
+        res: Resource,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str | None = None,
+    ) -> Body:
+        verb = verb or {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(
+            method, method
+        )
+        url = self.host + path
+        data = json.dumps(body).encode() if body is not None else None
+        with _tracer.start_as_current_span(
+            f"k8s.api {verb} {res.plural}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "url.path": path.split("?", 1)[0],
+                "k8s.resource": res.plural,
+                "k8s.api.verb": verb,
+            },
+        ) as span:
+            attempt = 0
+            while True:
+                try:
+                    headers = await self._headers(content_type if data is not None else None)
+                    async with self._session.request(method, url, data=data, headers=headers) as resp:
+                        span.set_attribute("http.response.status_code", resp.status)
+                        if self.on_response:
+                            self.on_response(verb, res.plural, resp.status)
+                        if resp.status < 400:
+                            return dict(await resp.json(content_type=None))
+                        error = await _error(resp)
+                except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                    error = ApiError(503, {"reason": "ConnectionError", "message": repr(exc)})
+                if error.status not in TRANSIENT or attempt + 1 >= self.retry.attempts:
+                    span.set_status(Status(StatusCode.ERROR, error.reason or str(error.status)))
+                    span.set_attribute("error.type", str(error.status))
+                    raise error
+                self._log_retry(verb, res.plural, error)
+                await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
+                attempt += 1
+
+    def _log_retry(self, verb: str, plural: str, error: ApiError) -> None:
+        key = (verb, plural, error.status)
+        level = logging.DEBUG if key in self._warned else logging.WARNING
+        self._warned.add(key)  # bounded: verbs x resources x status codes
+        log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
+
+
+def _query(**params: Any) -> str:
+    present = {key: value for key, value in params.items() if value is not None and value != ""}
+    return "?" + urlencode(present) if present else ""
+
+
+async def _error(resp: aiohttp.ClientResponse) -> ApiError:
+    try:
+        body = await resp.json(content_type=None)
+    except (json.JSONDecodeError, aiohttp.ContentTypeError, UnicodeDecodeError):
+        body = {"message": (await resp.text())[:500]}
+    if not isinstance(body, dict):
+        body = {"message": str(body)[:500]}
+    retry_after: float | None = None
+    if "Retry-After" in resp.headers:
+        try:
+            retry_after = float(resp.headers["Retry-After"])
+        except ValueError:
+            retry_after = None
+    return ApiError(resp.status, body, retry_after=retry_after)
