@@ -31,3 +31,17 @@ ANNOTATION_GENERATION: Final = "toolhive.stacklok.dev/mcpserver-generation"
 
 # Label that onboards a namespace under the default discovery selector.
 NAMESPACE_ENABLED_LABEL: Final = "toolhive.stacklok.dev/enabled"
+
+# What the builders put on every owned object (ToolHive's values, so its tooling recognises them).
+API_VERSION: Final = f"{GROUP}/{STORAGE_VERSION}"
+APP_VALUE: Final = "mcpserver"
+# ToolHive's labels on the RunConfig ConfigMap (note the `.io` domain, as ToolHive spells them).
+LABEL_RUNCONFIG_COMPONENT: Final = "toolhive.stacklok.io/component"
+LABEL_RUNCONFIG_SERVER: Final = "toolhive.stacklok.io/mcp-server"
+LABEL_RUNCONFIG_MANAGED_BY: Final = "toolhive.stacklok.io/managed-by"
+RUNCONFIG_KEY: Final = "runconfig.json"
+RUNCONFIG_MOUNT_PATH: Final = "/etc/runconfig"
+PROXY_CONTAINER: Final = "toolhive"
+MCP_CONTAINER: Final = "mcp"
+# Downward-API variable through which the runner reads the generation frozen per pod (ToolHive #5360).
+ENV_MCPSERVER_GENERATION: Final = "THV_MCPSERVER_GENERATION"
