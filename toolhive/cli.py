@@ -29,12 +29,42 @@ def _settings(_: argparse.Namespace) -> int:
     return 0
 
 
+def _crds(args: argparse.Namespace) -> int:
+    """Write `crds/` from the models (`--write`), or exit 1 naming each file that differs (`--check`)."""
+    from pathlib import Path
+
+    from toolhive.api import crds
+
+    directory = Path(args.dir)
+    stale = []
+    for name, text in crds.render_all().items():
+        path = directory / name
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(name)
+        if args.write:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    verb = "wrote" if args.write else "out of date (run `toolhive-operator crds --write`)"
+    for name in stale:
+        print(f"{directory / name}: {verb}", file=sys.stderr)
+    return 1 if stale and not args.write else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolhive-operator", description=toolhive.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("version", help="print the version").set_defaults(func=_version)
     commands.add_parser("settings", help="print the effective settings as JSON").set_defaults(func=_settings)
+    crds_command = commands.add_parser("crds", help="generate crds/ from the API models, or check for drift")
+    crds_mode = crds_command.add_mutually_exclusive_group(required=True)
+    crds_mode.add_argument("--write", action="store_true", help="(re)write the CRD files")
+    crds_mode.add_argument(
+        "--check", action="store_true", help="exit 1 if a CRD file differs from the models"
+    )
+    crds_command.add_argument("--dir", default="crds", help="directory of the CRD files (default: crds)")
+    crds_command.set_defaults(func=_crds)
     return parser
 
 

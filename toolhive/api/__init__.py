@@ -1,1 +1,82 @@
-"""MCPServer API: pydantic models mirroring ToolHive's CRD, and the CRD generator. Pure: no I/O."""
+"""MCPServer API: pydantic models mirroring ToolHive's CRD, validation, conditions. Pure: no I/O.
+
+Front door for the rest of the operator. The CRD generator (`toolhive.api.crdgen`) and our CRD catalogue
+(`toolhive.api.crds`) are imported from their modules by the `crds` command and tests only.
+"""
+
+from toolhive.api.conditions import (
+    POD_TEMPLATE_VALID,
+    READY,
+    SPEC_VALID,
+    UNSUPPORTED_FIELDS,
+    Condition,
+    ConditionStatus,
+    Reason,
+    find_condition,
+    format_time,
+    set_condition,
+    unsupported_fields_condition,
+)
+from toolhive.api.models import (
+    MCP_CONTAINER,
+    EnvVar,
+    LocalObjectReference,
+    MCPServer,
+    MCPServerSpec,
+    MCPServerStatus,
+    PermissionProfileRef,
+    PermissionProfileType,
+    Phase,
+    ProxyDeploymentOverrides,
+    ProxyMode,
+    ResourceList,
+    ResourceMetadataOverrides,
+    ResourceOverrides,
+    ResourceRequirements,
+    SecretRef,
+    SessionAffinity,
+    Transport,
+    Volume,
+    unsupported_fields,
+)
+from toolhive.api.validation import Checked, check, field_path, from_pydantic, summarize, validate
+
+__all__ = [
+    "MCP_CONTAINER",
+    "POD_TEMPLATE_VALID",
+    "READY",
+    "SPEC_VALID",
+    "UNSUPPORTED_FIELDS",
+    "Checked",
+    "Condition",
+    "ConditionStatus",
+    "EnvVar",
+    "LocalObjectReference",
+    "MCPServer",
+    "MCPServerSpec",
+    "MCPServerStatus",
+    "PermissionProfileRef",
+    "PermissionProfileType",
+    "Phase",
+    "ProxyDeploymentOverrides",
+    "ProxyMode",
+    "Reason",
+    "ResourceList",
+    "ResourceMetadataOverrides",
+    "ResourceOverrides",
+    "ResourceRequirements",
+    "SecretRef",
+    "SessionAffinity",
+    "Transport",
+    "Volume",
+    "check",
+    "field_path",
+    "find_condition",
+    "format_time",
+    "from_pydantic",
+    "set_condition",
+    "summarize",
+    "unsupported_fields",
+    "unsupported_fields_condition",
+    "validate",
+]
