@@ -41,6 +41,8 @@ class Informer:
         handler: Handler,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
+        transform: Callable[[kube.Body], kube.Body] | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
     ) -> None:
@@ -48,6 +50,8 @@ class Informer:
         self.res = res
         self.namespace = namespace
         self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.transform = transform or strip_managed_fields
         self.handler = handler
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
@@ -93,9 +97,12 @@ class Informer:
 
     async def _relist(self) -> None:
         items, version = await self.api.list(
-            self.res, namespace=self.namespace, label_selector=self.label_selector
+            self.res,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
         )
-        fresh = {key_of(item): item for item in items}
+        fresh = {key_of(item): self.transform(item) for item in items}
         gone = [key for key in self._cache if key not in fresh]
         for key in gone:
             self.handler("DELETED", self._cache.pop(key))
@@ -114,6 +121,7 @@ class Informer:
             self.res,
             namespace=self.namespace,
             label_selector=self.label_selector,
+            field_selector=self.field_selector,
             resource_version=self._version,
             timeout_seconds=self.watch_timeout,
         ):
@@ -122,7 +130,7 @@ class Informer:
                 self._version = version
             if event.type == "BOOKMARK":
                 continue
-            obj = event.object
+            obj = self.transform(event.object)
             obj.setdefault("apiVersion", self.res.api_version)
             obj.setdefault("kind", self.res.kind)
             key = key_of(obj)
@@ -132,6 +140,12 @@ class Informer:
             else:
                 self._cache[key] = obj
                 self.handler(event.type, obj)
+
+
+def strip_managed_fields(obj: kube.Body) -> kube.Body:
+    """Default transform: managedFields are large and nobody here reads them."""
+    (obj.get("metadata") or {}).pop("managedFields", None)
+    return obj
 
 
 def _version_of(obj: kube.Body) -> str:

@@ -346,6 +346,16 @@ class Api:
                         raise ApiError(int(status.get("code") or 500), status)
                     yield WatchEvent(event["type"], event["object"])
 
+    async def ping(self) -> bool:
+        """True when the API server answers `/version` (readiness: a live, authenticated connection)."""
+        try:
+            headers = await self._headers(None)
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with self._session.get(self.host + "/version", headers=headers, timeout=timeout) as resp:
+                return resp.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
     # -- plumbing -----------------------------------------------------------------------------------
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:

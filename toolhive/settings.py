@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("POD_NAME", "TOOLHIVE_POD_NAME"),
         description="Pod name, used as leader-election identity and resource attribute.",
     )
+    kubeconfig: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KUBECONFIG", "TOOLHIVE_KUBECONFIG"),
+        description="Kubeconfig to use outside a cluster; in a pod the ServiceAccount is used.",
+    )
     rbac: RbacSettings = RbacSettings()
     discovery: DiscoverySettings = DiscoverySettings()
     operator: OperatorSettings = OperatorSettings()

@@ -1,0 +1,208 @@
+"""The operator's only writer: server-side apply of desired objects, status, finalizers, events, deletes.
+
+A write happens only when something differs. For each owned object the applier remembers, in a bounded
+LRU cache, the digest of the manifest it last applied and the resourceVersion the server answered; an
+observed object still at that resourceVersion with an unchanged manifest needs nothing. On a cache miss
+(first pass after a start, or an evicted entry) the observed object is compared with the manifest as a
+subset (server defaults are fine; a changed or missing field of ours is drift), so a restart makes no
+writes when the cluster is already right. Called by reconcile.py and the multiplexer; never by builders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import secrets
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import cachetools
+
+from discovery import constants as discovery_constants
+from discovery import kube
+from toolhive import constants, resources
+
+Body = dict[str, Any]
+ObjectKey = tuple[str, str, str, str]
+
+UNKNOWN: Final = object()
+"""Passed as `observed` when the caller has no cached copy (unwatched kinds): read it only if needed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    digest: str
+    resource_version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    changed: bool
+    object: Body | None
+
+
+class Applier:
+    def __init__(
+        self, api: kube.Api, *, field_manager: str = constants.FIELD_MANAGER, cache_size: int = 200_000
+    ):
+        self.api = api
+        self.field_manager = field_manager
+        self._applied: cachetools.LRUCache[ObjectKey, Applied] = cachetools.LRUCache(maxsize=cache_size)
+        self.writes: Counter[str] = Counter()
+
+    # -- desired objects ------------------------------------------------------------------------------
+
+    async def ensure(self, manifest: Body, *, observed: Body | object | None = UNKNOWN) -> Outcome:
+        """Make the object match `manifest`. `observed`: the cached object, None if known absent, or UNKNOWN.
+
+        With UNKNOWN and a matching remembered digest nothing is read or written (the resync passes the
+        observed object to catch drift in kinds the operator does not watch).
+        """
+        res = resources.for_manifest(manifest)
+        meta = manifest["metadata"]
+        key: ObjectKey = (res.api_version, res.kind, meta.get("namespace", ""), meta["name"])
+        digest = _digest(manifest)
+        record = self._applied.get(key)
+        if observed is UNKNOWN:
+            if record is not None and record.digest == digest:
+                return Outcome(False, None)
+            observed = await self.api.get_or_none(res, meta["name"], namespace=meta.get("namespace"))
+        if isinstance(observed, dict):
+            version = _resource_version(observed)
+            if record is not None and record.digest == digest and record.resource_version == version:
+                return Outcome(False, observed)
+            if is_subset(manifest, observed):
+                self._applied[key] = Applied(digest, version)
+                return Outcome(False, observed)
+        result = await self.api.apply(res, manifest, field_manager=self.field_manager)
+        self.writes["apply"] += 1
+        self._applied[key] = Applied(digest, _resource_version(result))
+        return Outcome(True, result)
+
+    def forget(self, namespace: str) -> None:
+        """Drop what is remembered about a namespace the operator left."""
+        for key in [key for key in self._applied if key[2] == namespace]:
+            self._applied.pop(key, None)
+
+    async def delete(self, res: kube.Resource, name: str, *, namespace: str) -> bool:
+        """Delete if present; True when a delete was sent and the object existed."""
+        answer = await self.api.delete(res, name, namespace=namespace, propagation="Background")
+        self.writes["delete"] += 1
+        return answer is not None
+
+    async def adopt(self, obj: Body, *, owner_reference: Body) -> Body:
+        """Add a controller ownerReference to an object someone else created (the runner's StatefulSet)."""
+        res = resources.for_manifest(obj)
+        meta = obj["metadata"]
+        references = [ref for ref in meta.get("ownerReferences") or [] if not ref.get("controller")]
+        patch = {"metadata": {"ownerReferences": [*references, owner_reference]}}
+        patch["metadata"]["resourceVersion"] = meta["resourceVersion"]  # conflict, not clobber
+        self.writes["patch"] += 1
+        return await self.api.patch(res, meta["name"], patch, namespace=meta["namespace"])
+
+    # -- the MCPServer itself -------------------------------------------------------------------------
+
+    async def set_status(self, server: Body, status: Body) -> bool:
+        """Write `status` through the subresource when it differs from the observed one."""
+        if (server.get("status") or {}) == status:
+            return False
+        meta = server["metadata"]
+        await self.api.patch(
+            resources.MCPSERVERS,
+            meta["name"],
+            {"status": status},
+            namespace=meta["namespace"],
+            subresource="status",
+        )
+        self.writes["status"] += 1
+        return True
+
+    async def set_finalizer(self, server: Body, *, present: bool) -> Body:
+        """Add or remove the operator's finalizer, guarded by resourceVersion (409 on a stale copy)."""
+        meta = server["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = [item for item in current if item != constants.FINALIZER]
+        if present:
+            wanted.append(constants.FINALIZER)
+        if wanted == current:
+            return server
+        operations = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {
+                "op": "add" if "finalizers" not in meta else "replace",
+                "path": "/metadata/finalizers",
+                "value": wanted,
+            },
+        ]
+        self.writes["finalizer"] += 1
+        return await self.api.patch(
+            resources.MCPSERVERS, meta["name"], operations, namespace=meta["namespace"], patch_type="json"
+        )
+
+    async def record_event(self, server: Body, *, type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event on the MCPServer (`kubectl describe` shows it)."""
+        meta = server["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": server.get("apiVersion", resources.MCPSERVERS.api_version),
+                "kind": constants.MCPSERVER_KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": constants.MANAGED_BY},
+            "reportingComponent": constants.MANAGED_BY,
+            "reportingInstance": constants.MANAGED_BY,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.writes["event"] += 1
+        await self.api.create(resources.EVENTS, event, namespace=meta["namespace"])
+
+    # -- the discovery handshake ----------------------------------------------------------------------
+
+    async def release_grant(self, *, namespace: str, rolebinding: str) -> bool:
+        """Tell discovery the operator let go of `namespace` (annotation on the grant's RoleBinding)."""
+        patch = {"metadata": {"annotations": {discovery_constants.RELEASED_ANNOTATION: "true"}}}
+        try:
+            await self.api.patch(resources.ROLEBINDINGS, rolebinding, patch, namespace=namespace)
+        except kube.ApiError as error:
+            if error.status in (403, 404):  # already revoked: nothing left to release
+                return False
+            raise
+        self.writes["release"] += 1
+        return True
+
+
+def is_subset(desired: Any, observed: Any) -> bool:
+    """True when every field of `desired` is present and equal in `observed` (lists element-wise)."""
+    if isinstance(desired, dict):
+        return isinstance(observed, dict) and all(
+            key in observed and is_subset(value, observed[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(observed, list)
+            and len(desired) == len(observed)
+            and all(is_subset(d, o) for d, o in zip(desired, observed, strict=True))
+        )
+    return bool(desired == observed)
+
+
+def _digest(manifest: Body) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _resource_version(obj: Body) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")

@@ -1,0 +1,175 @@
+"""Serve MCPServers in a changing set of namespaces from one process.
+
+For each served namespace (or once cluster-wide, namespace None) the multiplexer runs one informer per
+watched kind: MCPServers, plus the Deployments, Services and StatefulSets labelled `toolhive=true` (the
+kinds ToolHive's controller owns and watches). Every event becomes a key `(namespace, name)` of the
+MCPServer it concerns, queued on one shared WorkQueue, so reconciles of one object never overlap while
+different objects run in parallel. Kinds it does not watch (ServiceAccounts, Roles, RoleBindings,
+ConfigMaps) are checked on each pass against the apply cache and re-read by the periodic resync.
+
+    serve(ns):   start informers in ns -> their initial listing queues every MCPServer there
+    release(ns): stop queueing ns -> wait for its running passes -> `on_release(ns)` (finalizers)
+                 -> stop its informers -> forget what was cached about it
+
+Called by scope.py (which namespaces) and operator.py (wiring). Writes nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from discovery import informer, kube
+from toolhive import constants, resources
+from toolhive.workqueue import Result, Trigger, WorkQueue
+
+Key = tuple[str, str]
+"""(namespace, name) of an MCPServer."""
+
+WATCHED_OWNED: Final = (resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)
+OWNED_SELECTOR: Final = f"{constants.LABEL_TOOLHIVE}=true"
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Served:
+    informers: dict[str, informer.Informer]
+    tasks: list[asyncio.Task[None]]
+    link: object = None
+
+
+class Multiplexer:
+    def __init__(
+        self,
+        api: kube.Api,
+        *,
+        process: Callable[[Key, tuple[Trigger, ...]], Awaitable[Result]],
+        on_release: Callable[[str], Awaitable[None]],
+        workers: int,
+    ) -> None:
+        self.api = api
+        self.queue: WorkQueue[Key] = WorkQueue(process, workers=workers)
+        self._on_release = on_release
+        self._served: dict[str | None, _Served] = {}
+        self._leaving: set[str] = set()
+
+    # -- which namespaces ---------------------------------------------------------------------------
+
+    @property
+    def namespaces(self) -> frozenset[str | None]:
+        return frozenset(self._served)
+
+    def is_served(self, namespace: str) -> bool:
+        return (namespace in self._served or None in self._served) and namespace not in self._leaving
+
+    async def serve(self, namespace: str | None, *, link: object = None) -> None:
+        """Start watching `namespace` (None: cluster-wide). `link` is attached to the passes it queues."""
+        if namespace in self._served:
+            return
+        self._leaving.discard(namespace or "")
+        served = _Served(informers={}, tasks=[], link=link)
+        kinds = [(resources.MCPSERVERS, None), *((res, OWNED_SELECTOR) for res in WATCHED_OWNED)]
+        for res, selector in kinds:
+            watcher = informer.Informer(
+                self.api,
+                res,
+                namespace=namespace,
+                label_selector=selector,
+                handler=self._handler(res, served),
+            )
+            served.informers[res.plural] = watcher
+            served.tasks.append(
+                asyncio.create_task(watcher.run(), name=f"watch {res.plural} {namespace or '*'}")
+            )
+        self._served[namespace] = served
+        log.info("serving namespace", extra={"k8s.namespace.name": namespace or "*"})
+
+    async def wait_synced(self, namespace: str | None) -> None:
+        served = self._served.get(namespace)
+        if served is not None:
+            await asyncio.gather(*(watcher.synced.wait() for watcher in served.informers.values()))
+
+    async def release(self, namespace: str) -> None:
+        """Stop serving `namespace` after its passes finished and `on_release` let go of its objects."""
+        self._leaving.add(namespace)
+        keys = self._known_keys(namespace)
+        self.queue.forget(keys)
+        await self.queue.wait_inactive(keys)
+        try:
+            await self._on_release(namespace)
+        except BaseException:
+            self._leaving.discard(namespace)  # still served: the next attempt starts over
+            raise
+        served = self._served.pop(namespace, None)
+        if served is not None:
+            for task in served.tasks:
+                task.cancel()
+            await asyncio.gather(*served.tasks, return_exceptions=True)
+        self._leaving.discard(namespace)
+        log.info("released namespace", extra={"k8s.namespace.name": namespace})
+
+    async def stop(self) -> None:
+        tasks = [task for served in self._served.values() for task in served.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._served.clear()
+
+    # -- cache reads for reconcile ------------------------------------------------------------------
+
+    def lookup(self, res: kube.Resource, *, namespace: str, name: str) -> kube.Body | None:
+        served = self._served.get(namespace) or self._served.get(None)
+        if served is None:
+            return None
+        watcher = served.informers.get(res.plural)
+        return watcher.get(name, namespace=namespace) if watcher is not None else None
+
+    def mcpservers(self, namespace: str | None) -> list[kube.Body]:
+        served = self._served.get(namespace)
+        if served is None:
+            return []
+        return list(served.informers[resources.MCPSERVERS.plural].items())
+
+    def link_for(self, namespace: str) -> object:
+        served = self._served.get(namespace)
+        return served.link if served is not None else None
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def _handler(self, res: kube.Resource, served: _Served) -> informer.Handler:
+        kind = res.kind.lower()
+
+        def handle(event: informer.EventType, obj: kube.Body) -> None:
+            meta = obj.get("metadata") or {}
+            namespace = str(meta.get("namespace") or "")
+            if namespace in self._leaving:
+                return
+            name = meta.get("name") if res is resources.MCPSERVERS else _owner_name(obj)
+            if not name:
+                return
+            link = served.link if event == "ADDED" else None
+            self.queue.add((namespace, str(name)), Trigger(f"{kind}.{event.lower()}", link))
+
+        return handle
+
+    def _known_keys(self, namespace: str) -> list[Key]:
+        served = self._served.get(namespace)
+        if served is None:
+            return []
+        watcher = served.informers[resources.MCPSERVERS.plural]
+        return [(namespace, str(obj["metadata"]["name"])) for obj in watcher.items()]
+
+
+def _owner_name(obj: kube.Body) -> str | None:
+    """The MCPServer an owned object belongs to: its controller reference, else ToolHive's label."""
+    meta = obj.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == constants.MCPSERVER_KIND:
+            return str(ref.get("name"))
+    labels = meta.get("labels") or {}
+    value = labels.get(constants.LABEL_TOOLHIVE_NAME)
+    return str(value) if value else None
