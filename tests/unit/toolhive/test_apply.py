@@ -1,0 +1,140 @@
+"""The apply layer writes only when something differs, and remembers what it applied."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import pytest
+
+from discovery import kube
+from toolhive import apply, constants
+
+Body = dict[str, Any]
+
+
+class FakeApi:
+    """Just enough of discovery.kube.Api for the applier: an in-memory store that counts calls."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Body] = {}
+        self.calls: list[str] = []
+        self.version = 0
+
+    def _store(self, obj: Body) -> Body:
+        self.version += 1
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        meta = stored["metadata"]
+        self.objects[(stored["kind"], meta.get("namespace", ""), meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    async def get_or_none(
+        self, res: kube.Resource, name: str, *, namespace: str | None = None
+    ) -> Body | None:
+        self.calls.append("get")
+        found = self.objects.get((res.kind, namespace or "", name))
+        return copy.deepcopy(found) if found else None
+
+    async def apply(self, res: kube.Resource, body: Body, *, field_manager: str) -> Body:
+        self.calls.append("apply")
+        assert field_manager == constants.FIELD_MANAGER
+        meta = body["metadata"]
+        current = self.objects.get((res.kind, meta.get("namespace", ""), meta["name"]), {})
+        merged = {**current, **copy.deepcopy(body)}
+        merged.setdefault("spec", {}).setdefault("defaultedByServer", True)
+        return self._store(merged)
+
+    async def patch(self, res: kube.Resource, name: str, patch: Any, **kwargs: Any) -> Body:
+        self.calls.append(f"patch:{kwargs.get('subresource') or kwargs.get('patch_type') or 'merge'}")
+        return {"metadata": {"name": name, "resourceVersion": "x"}}
+
+
+def configmap(data: str = "a") -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "github-runconfig", "namespace": "team-a", "labels": {"toolhive": "true"}},
+        "data": {"runconfig.json": data},
+    }
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def fake() -> FakeApi:
+    return FakeApi()
+
+
+def test_a_missing_object_is_applied_once(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    outcome = run(applier.ensure(configmap()))
+    assert outcome.changed and fake.calls == ["get", "apply"]
+    assert applier.writes["apply"] == 1
+
+
+def test_reapplying_the_same_manifest_reads_and_writes_nothing(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    run(applier.ensure(configmap()))
+    fake.calls.clear()
+    outcome = run(applier.ensure(configmap()))
+    assert not outcome.changed and fake.calls == []
+
+
+def test_an_observed_object_at_the_applied_version_needs_nothing(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    created = run(applier.ensure(configmap())).object
+    fake.calls.clear()
+    assert not run(applier.ensure(configmap(), observed=created)).changed
+    assert fake.calls == []
+
+
+def test_a_fresh_applier_finds_a_correct_object_and_writes_nothing(fake: FakeApi) -> None:
+    run(apply.Applier(fake).ensure(configmap()))  # type: ignore[arg-type]
+    restarted = apply.Applier(fake)  # type: ignore[arg-type]
+    fake.calls.clear()
+    outcome = run(restarted.ensure(configmap()))
+    assert not outcome.changed and fake.calls == ["get"]
+
+
+def test_drift_in_an_observed_object_is_repaired(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    created = run(applier.ensure(configmap())).object
+    assert created is not None
+    edited = copy.deepcopy(created)
+    edited["data"]["runconfig.json"] = "tampered"
+    edited["metadata"]["resourceVersion"] = "999"
+    assert run(applier.ensure(configmap(), observed=edited)).changed
+
+
+def test_a_changed_manifest_is_applied(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    run(applier.ensure(configmap("a")))
+    assert run(applier.ensure(configmap("b"))).changed
+    assert applier.writes["apply"] == 2
+
+
+def test_status_is_written_only_when_it_differs(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    server = {"metadata": {"name": "s", "namespace": "n"}, "status": {"phase": "Ready"}}
+    assert not run(applier.set_status(server, {"phase": "Ready"}))
+    assert run(applier.set_status(server, {"phase": "Pending"}))
+    assert fake.calls == ["patch:status"]
+
+
+@pytest.mark.parametrize(
+    ("desired", "observed", "expected"),
+    [
+        pytest.param({"a": 1}, {"a": 1, "b": 2}, True, id="server-added fields are fine"),
+        pytest.param({"a": 1}, {"a": 2}, False, id="a changed value is drift"),
+        pytest.param({"a": {"b": 1}}, {"a": {}}, False, id="a missing nested field is drift"),
+        pytest.param({"l": [{"n": 1}]}, {"l": [{"n": 1, "d": 0}]}, True, id="list items compare as subsets"),
+        pytest.param({"l": [1]}, {"l": [1, 2]}, False, id="an extra list item is drift"),
+        pytest.param({"a": "1"}, {"a": 1}, False, id="types matter"),
+    ],
+)
+def test_is_subset(desired: Any, observed: Any, expected: bool) -> None:
+    assert apply.is_subset(desired, observed) is expected
