@@ -83,9 +83,14 @@ def statefulset_name(name: str) -> str:
     return name
 
 
-def runner_service_names(name: str) -> tuple[str, str]:
-    """Services the runner creates for HTTP transports: (`mcp-<name>-headless`, `mcp-<name>`).
+def headless_service_name(name: str) -> str:
+    """The headless Service the runner creates for HTTP transports: `mcp-<name>-headless`.
 
-    Named by the runner without truncation; the finalizer deletes them by these exact names.
+    Named by the runner without truncation; the finalizer deletes it by this exact name.
     """
-    return (f"mcp-{name}-headless", f"mcp-{name}")
+    return f"mcp-{name}-headless"
+
+
+def backend_service_name(name: str) -> str:
+    """The ClusterIP Service the runner creates in front of the backend: `mcp-<name>` (not truncated)."""
+    return f"mcp-{name}"

@@ -74,4 +74,5 @@ def test_a_limit_too_small_for_the_hash_is_refused() -> None:
 
 def test_runner_created_names_are_not_truncated() -> None:
     assert names.statefulset_name("github") == "github"
-    assert names.runner_service_names("github") == ("mcp-github-headless", "mcp-github")
+    assert names.headless_service_name("github") == "mcp-github-headless"
+    assert names.backend_service_name("github") == "mcp-github"
