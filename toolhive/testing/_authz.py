@@ -1,0 +1,869 @@
+"""Authentication and RBAC authorization for the loopback Kubernetes API, as kube-apiserver does them.
+
+Pure: no I/O, no logging, no clock. Called by the loopback server once per request (authenticate, authorize,
+forbidden texts) and on Role/ClusterRole/RoleBinding/ClusterRoleBinding writes (escalation checks). It never
+stores RBAC objects: it reads them live from the server through `RbacObjects`, so bindings changed at run time
+count on the next request. Semantics follow kubernetes/kubernetes `plugin/pkg/auth/authorizer/rbac` and
+`pkg/registry/rbac` (rule matching, escalation `Covers`, messages); see the notes on each public function.
+
+Not implemented: aggregated ClusterRoles (an `aggregationRule` is honoured only by the escalation check that
+guards it; the aggregation controller that fills `rules` is not run, so such a role grants what its stored
+`rules` say), impersonation, user `extra`/uid, the Node authorizer, webhook/OIDC/x509 authentication, and JWT
+ServiceAccount tokens (tokens are opaque random strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol
+
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+MASTERS_GROUP: Final = "system:masters"
+AUTHENTICATED_GROUP: Final = "system:authenticated"
+UNAUTHENTICATED_GROUP: Final = "system:unauthenticated"
+ANONYMOUS_USER: Final = "system:anonymous"
+SERVICEACCOUNT_USER_PREFIX: Final = "system:serviceaccount:"
+SERVICEACCOUNTS_GROUP: Final = "system:serviceaccounts"
+
+RbacKind = Literal["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]
+
+# Past this many distinct (user, namespace) pairs the resolution cache starts over; it only exists for speed.
+_CACHE_LIMIT: Final = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class UserInfo:
+    """An authenticated user: name and groups, as kube-apiserver's user.Info (without uid and extra)."""
+
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestAttributes:
+    """What an authorizer sees of one request (authorizer.Attributes).
+
+    A resource request has a non-empty `resource`; otherwise the request is for the non-resource URL `path`
+    (`/api`, `/version`, ...), which is always cluster-scoped.
+    """
+
+    user: UserInfo
+    verb: str
+    api_group: str
+    resource: str
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    path: str = ""
+
+    @property
+    def is_resource_request(self) -> bool:
+        return self.resource != ""
+
+
+class RbacObjects(Protocol):
+    """The server's live view of RBAC objects (plain dicts as stored, including those being deleted).
+
+    `namespace` is given for Role and RoleBinding (only that namespace's objects) and None for the
+    cluster-scoped kinds. An implementation may also offer `rbac_version() -> int`, a counter that changes
+    after every Role/ClusterRole/RoleBinding/ClusterRoleBinding write becomes visible to `rbac_objects`;
+    the Authorizer then caches resolved rules per (user, namespace) until it changes.
+    """
+
+    def rbac_objects(self, kind: RbacKind, namespace: str | None = None) -> Iterable[Mapping[str, Any]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """An authorization outcome and its reason, as a SubjectAccessReview reports them."""
+
+    allowed: bool
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Denial:
+    """Why a write was refused, as the Kubernetes `Status` the server must answer with."""
+
+    code: int
+    reason: str
+    message: str
+    name: str = ""
+    group: str = ""
+    kind: str = ""
+
+    def status(self) -> dict[str, Any]:
+        """The response body (a `Status` object, as kube-apiserver writes it)."""
+        details: dict[str, Any] = {}
+        if self.name:
+            details["name"] = self.name
+        if self.group:
+            details["group"] = self.group
+        if self.kind:
+            details["kind"] = self.kind
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": details,
+            "code": self.code,
+        }
+
+
+# --- Authentication ------------------------------------------------------------------------------------
+
+
+def serviceaccount_user(namespace: str, name: str) -> UserInfo:
+    """The user a ServiceAccount token authenticates as, groups in kube-apiserver's order."""
+    return UserInfo(
+        name=f"{SERVICEACCOUNT_USER_PREFIX}{namespace}:{name}",
+        groups=(SERVICEACCOUNTS_GROUP, f"{SERVICEACCOUNTS_GROUP}:{namespace}", AUTHENTICATED_GROUP),
+    )
+
+
+class Authenticator:
+    """Bearer tokens to users: static tokens (`add_token`) and ServiceAccount tokens (TokenRequest).
+
+    Every authenticated user also gets `system:authenticated`, as kube-apiserver's group adder does. With
+    `anonymous=True` a request without an Authorization header is `system:anonymous` in
+    `system:unauthenticated` (kube-apiserver's default); an invalid token is a 401 either way. Thread-safe.
+    """
+
+    def __init__(self, *, anonymous: bool = False) -> None:
+        self._anonymous = anonymous
+        self._lock = threading.Lock()
+        self._tokens: dict[str, UserInfo] = {}
+        self._sa_tokens: dict[tuple[str, str], set[str]] = {}
+
+    def add_token(self, token: str, user: UserInfo) -> None:
+        """Accept `token` as `user` (static token file semantics). Raises ValueError on an unusable token."""
+        _check_token(token)
+        if not user.name:
+            raise ValueError("user.name: must not be empty")
+        groups = user.groups if AUTHENTICATED_GROUP in user.groups else (*user.groups, AUTHENTICATED_GROUP)
+        with self._lock:
+            self._tokens[token] = UserInfo(user.name, groups)
+
+    def authenticate(self, authorization: str | None) -> UserInfo | None:
+        """The user for an `Authorization` header value, or None for a 401 Unauthorized.
+
+        Parsing follows kube-apiserver's bearer token authenticator: the scheme is case-insensitive, the token
+        is the second space-separated field, and an empty token is invalid.
+        """
+        header = (authorization or "").strip()
+        if not header:
+            return UserInfo(ANONYMOUS_USER, (UNAUTHENTICATED_GROUP,)) if self._anonymous else None
+        parts = header.split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
+            return None
+        return self._tokens.get(parts[1])
+
+    def issue_serviceaccount_token(self, namespace: str, name: str) -> str:
+        """A new token for ServiceAccount `namespace/name` (the caller checked that it exists)."""
+        if not namespace:
+            raise ValueError("namespace: must not be empty")
+        if not name:
+            raise ValueError("name: must not be empty")
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = serviceaccount_user(namespace, name)
+            self._sa_tokens.setdefault((namespace, name), set()).add(token)
+        return token
+
+    def forget_serviceaccount(self, namespace: str, name: str) -> None:
+        """Invalidate every token issued for the ServiceAccount (deleted). Unknown accounts are a no-op."""
+        with self._lock:
+            for token in self._sa_tokens.pop((namespace, name), set()):
+                self._tokens.pop(token, None)
+
+
+def _check_token(token: str) -> None:
+    if not token:
+        raise ValueError("token: must not be empty")
+    if any(ch.isspace() for ch in token):
+        raise ValueError("token: must not contain whitespace (it travels as 'Bearer <token>')")
+
+
+# --- Policy rules ---------------------------------------------------------------------------------------
+
+
+def _strings(raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = raw.get(key)
+    if not value:
+        return ()
+    return tuple(str(item) for item in value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rule:
+    """One PolicyRule, fields in their stored order (messages and rules reviews print them as given)."""
+
+    verbs: tuple[str, ...] = ()
+    api_groups: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    resource_names: tuple[str, ...] = ()
+    non_resource_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> _Rule:
+        return cls(
+            verbs=_strings(raw, "verbs"),
+            api_groups=_strings(raw, "apiGroups"),
+            resources=_strings(raw, "resources"),
+            resource_names=_strings(raw, "resourceNames"),
+            non_resource_urls=_strings(raw, "nonResourceURLs"),
+        )
+
+    def allows(self, attrs: RequestAttributes) -> bool:
+        """RuleAllows: verb, then group/resource/name for resource requests or the URL otherwise."""
+        if "*" not in self.verbs and attrs.verb not in self.verbs:
+            return False
+        if not attrs.is_resource_request:
+            return any(_url_matches(owned, attrs.path) for owned in self.non_resource_urls)
+        if "*" not in self.api_groups and attrs.api_group not in self.api_groups:
+            return False
+        if not self._resource_matches(attrs.resource, attrs.subresource):
+            return False
+        # A rule with resourceNames never matches a request without a name (create, list, watch,
+        # deletecollection): the name is unknown when the request is authorized.
+        return not self.resource_names or attrs.name in self.resource_names
+
+    def _resource_matches(self, resource: str, subresource: str) -> bool:
+        combined = f"{resource}/{subresource}" if subresource else resource
+        for owned in self.resources:
+            if owned in ("*", combined):
+                return True
+            # "*/scale" matches the scale subresource of every resource, never a plain resource.
+            if subresource and owned == f"*/{subresource}":
+                return True
+        return False
+
+    def breakdown(self) -> list[_Rule]:
+        """BreakdownRule: one rule per (group, resource, verb[, name]) and per (URL, verb)."""
+        out: list[_Rule] = []
+        for group in self.api_groups:
+            for resource in self.resources:
+                for verb in self.verbs:
+                    if self.resource_names:
+                        out.extend(
+                            _Rule((verb,), (group,), (resource,), (name,)) for name in self.resource_names
+                        )
+                    else:
+                        out.append(_Rule((verb,), (group,), (resource,)))
+        for url in self.non_resource_urls:
+            out.extend(_Rule(verbs=(verb,), non_resource_urls=(url,)) for verb in self.verbs)
+        return out
+
+    def covers(self, sub: _Rule) -> bool:
+        """ruleCovers: does this (owner) rule grant everything in `sub` (an output of `breakdown`)."""
+        if "*" not in self.verbs and not set(sub.verbs) <= set(self.verbs):
+            return False
+        if "*" not in self.api_groups and not set(sub.api_groups) <= set(self.api_groups):
+            return False
+        if not _resources_cover(self.resources, sub.resources):
+            return False
+        if not all(any(_url_matches(o, u) for o in self.non_resource_urls) for u in sub.non_resource_urls):
+            return False
+        if not sub.resource_names:
+            return not self.resource_names
+        return not self.resource_names or set(sub.resource_names) <= set(self.resource_names)
+
+    def compact_string(self) -> str:
+        """rbacv1helpers.CompactString, the form used in escalation messages."""
+        parts = []
+        for label, values in (
+            ("APIGroups", self.api_groups),
+            ("Resources", self.resources),
+            ("NonResourceURLs", self.non_resource_urls),
+            ("ResourceNames", self.resource_names),
+            ("Verbs", self.verbs),
+        ):
+            if values:
+                parts.append(f"{label}:{_go_quote_list(values)}")
+        return "{" + ", ".join(parts) + "}"
+
+
+def _url_matches(owned: str, path: str) -> bool:
+    # "*" alone is every URL; a trailing "*" is a prefix match; anything else must be equal.
+    return owned in ("*", path) or (owned.endswith("*") and path.startswith(owned.rstrip("*")))
+
+
+def _resources_cover(owned: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    if "*" in owned:
+        return True
+    for resource in wanted:
+        if resource in owned:
+            continue
+        if "/" not in resource:
+            return False
+        if "*/" + resource.split("/", 1)[1] not in owned:
+            return False
+    return True
+
+
+def _compact(rules: Sequence[_Rule]) -> list[_Rule]:
+    """CompactRules: merge single group/resource(/name) rules that differ only by verb."""
+    out: list[_Rule] = []
+    simple: dict[tuple[str, str, tuple[str, ...]], _Rule] = {}
+    for rule in rules:
+        if (
+            len(rule.resource_names) <= 1
+            and not rule.non_resource_urls
+            and len(rule.api_groups) == 1
+            and len(rule.resources) == 1
+        ):
+            key = (rule.api_groups[0], rule.resources[0], rule.resource_names)
+            seen = simple.get(key)
+            simple[key] = rule if seen is None else dataclasses.replace(seen, verbs=seen.verbs + rule.verbs)
+        else:
+            out.append(rule)
+    return out + list(simple.values())
+
+
+def _go_quote(value: str) -> str:
+    """Go's %q for a string (strconv.Quote) for the characters that occur in names and paths."""
+    out = ['"']
+    for ch in value:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _go_quote_list(values: Iterable[str]) -> str:
+    """Go's %q for a []string: ["a" "b"]."""
+    return "[" + " ".join(_go_quote(v) for v in values) + "]"
+
+
+def _aggregate(errors: Sequence[str]) -> str:
+    """utilerrors.Aggregate's text: one message as is, several deduplicated in [a, b]."""
+    unique = list(dict.fromkeys(errors))
+    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
+
+
+def _qualified(resource: str, group: str) -> str:
+    return f"{resource}.{group}" if group else resource
+
+
+# --- Resolution: which rules apply to a user in a namespace ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Grant:
+    """The rules one binding grants one subject, with the binding described as the RBAC reason does."""
+
+    source: str
+    rules: tuple[_Rule, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resolution:
+    grants: tuple[_Grant, ...]
+    errors: tuple[str, ...]
+
+    def rules(self) -> list[_Rule]:
+        return [rule for grant in self.grants for rule in grant.rules]
+
+
+def _subject_applies(user: UserInfo, subject: Mapping[str, Any], namespace: str) -> bool:
+    kind = subject.get("kind")
+    name = subject.get("name") or ""
+    if kind == "User":
+        return bool(user.name == name)
+    if kind == "Group":
+        return name in user.groups
+    if kind == "ServiceAccount":
+        # In a RoleBinding a ServiceAccount subject without a namespace means the binding's namespace.
+        sa_namespace = subject.get("namespace") or namespace
+        return bool(sa_namespace) and user.name == f"{SERVICEACCOUNT_USER_PREFIX}{sa_namespace}:{name}"
+    return False
+
+
+def _describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
+    kind = str(subject.get("kind") or "")
+    name = str(subject.get("name") or "")
+    if kind == "ServiceAccount":
+        return f"{kind} {_go_quote(name + '/' + (subject.get('namespace') or binding_namespace))}"
+    return f"{kind} {_go_quote(name)}"
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _role_ref(binding: Mapping[str, Any]) -> tuple[str, str, str]:
+    ref = binding.get("roleRef")
+    if not isinstance(ref, Mapping):
+        return "", "", ""
+    return str(ref.get("apiGroup") or ""), str(ref.get("kind") or ""), str(ref.get("name") or "")
+
+
+class _RoleLookup:
+    """Roles by name for one resolution, listed from the store only when first needed."""
+
+    def __init__(self, objects: RbacObjects) -> None:
+        self._objects = objects
+        self._cluster_roles: dict[str, Mapping[str, Any]] | None = None
+        self._roles: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+    def get(self, kind: str, name: str, namespace: str) -> Mapping[str, Any] | None:
+        if kind == "ClusterRole":
+            if self._cluster_roles is None:
+                self._cluster_roles = _by_name(self._objects.rbac_objects("ClusterRole"))
+            return self._cluster_roles.get(name)
+        if not namespace:
+            return None
+        roles = self._roles.get(namespace)
+        if roles is None:
+            roles = self._roles[namespace] = _by_name(self._objects.rbac_objects("Role", namespace))
+        return roles.get(name)
+
+
+def _by_name(objs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {str(_meta(obj).get("name") or ""): obj for obj in objs}
+
+
+def _parse_rules(obj: Mapping[str, Any]) -> tuple[_Rule, ...]:
+    return tuple(_Rule.parse(raw) for raw in obj.get("rules") or () if isinstance(raw, Mapping))
+
+
+# The escalation check for aggregationRule compares against this (cluster-admin's rules).
+_FULL_AUTHORITY: Final = (
+    _Rule(verbs=("*",), api_groups=("*",), resources=("*",)),
+    _Rule(verbs=("*",), non_resource_urls=("*",)),
+)
+
+
+class Authorizer:
+    """The RBAC authorizer plus the rbac registry's escalation checks, over the server's live objects.
+
+    `system:masters` is always allowed (kube-apiserver's privileged-group authorizer). Everyone else is
+    allowed what a ClusterRoleBinding grants anywhere, plus, in a namespace, what that namespace's
+    RoleBindings grant there. Thread-safe: it holds only a cache keyed by the store's `rbac_version`.
+    """
+
+    def __init__(self, objects: RbacObjects) -> None:
+        self._objects = objects
+        version = getattr(objects, "rbac_version", None)
+        self._version: Callable[[], int] | None = version if callable(version) else None
+        self._cache: tuple[int, dict[tuple[UserInfo, str], _Resolution]] = (-1, {})
+
+    # -- request authorization --
+
+    def authorize(self, attrs: RequestAttributes) -> bool:
+        """Whether the request is allowed."""
+        return self.decide(attrs).allowed
+
+    def decide(self, attrs: RequestAttributes) -> Decision:
+        """The decision with kube-apiserver's reason (`RBAC: allowed by ClusterRoleBinding "x" of ...`).
+
+        A denial's reason lists the bindings that could not be resolved (`RBAC: role.rbac... "x" not found`).
+        """
+        if MASTERS_GROUP in attrs.user.groups:
+            return Decision(True)
+        # Non-resource URLs are cluster-wide: RoleBindings never grant them.
+        namespace = attrs.namespace if attrs.is_resource_request else ""
+        resolution = self._resolution(attrs.user, namespace)
+        for grant in resolution.grants:
+            for rule in grant.rules:
+                if rule.allows(attrs):
+                    return Decision(True, f"RBAC: allowed by {grant.source}")
+        return Decision(False, f"RBAC: {_aggregate(resolution.errors)}" if resolution.errors else "")
+
+    def forbidden_message(self, attrs: RequestAttributes) -> str:
+        """The `message` of the 403 for a denied request, worded as kube-apiserver's.
+
+        `deployments.apps "x" is forbidden: User "u" cannot get resource "deployments" in API group "apps"
+        in the namespace "ns"`; `forbidden: User "u" cannot get path "/x"` for non-resource URLs.
+        """
+        user = _go_quote(attrs.user.name)
+        if not attrs.is_resource_request:
+            text = f"User {user} cannot {attrs.verb} path {_go_quote(attrs.path)}"
+        else:
+            resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+            where = (
+                f"in the namespace {_go_quote(attrs.namespace)}"
+                if attrs.namespace
+                else "at the cluster scope"
+            )
+            text = (
+                f"User {user} cannot {attrs.verb} resource {_go_quote(resource)} "
+                f"in API group {_go_quote(attrs.api_group)} {where}"
+            )
+        reason = self.decide(attrs).reason
+        if reason and not reason.startswith("RBAC: allowed"):
+            text = f"{text}: {reason}"
+        if not attrs.is_resource_request:
+            return f"forbidden: {text}"
+        qualified = _qualified(attrs.resource, attrs.api_group)
+        if attrs.name:
+            return f"{qualified} {_go_quote(attrs.name)} is forbidden: {text}"
+        return f"{qualified} is forbidden: {text}"
+
+    def forbidden_status(self, attrs: RequestAttributes) -> dict[str, Any]:
+        """The whole 403 `Status` body for a denied request (details name/group/kind as kube-apiserver)."""
+        return Denial(
+            code=403,
+            reason="Forbidden",
+            message=self.forbidden_message(attrs),
+            name=attrs.name,
+            group=attrs.api_group,
+            kind=attrs.resource,
+        ).status()
+
+    # -- escalation prevention --
+
+    def check_escalation(
+        self, user: UserInfo, obj: Mapping[str, Any], *, old: Mapping[str, Any] | None = None
+    ) -> str | None:
+        """None if `user` may write `obj` (a Role, ClusterRole, RoleBinding or ClusterRoleBinding), else why.
+
+        The text is the message of the Status the server must answer with; `review_escalation` gives the
+        whole Status, whose code is 403 except for a binding to a missing role without `bind` (404, as in
+        Kubernetes). Pass `old` on update (None means create): see `review_escalation`.
+        """
+        denial = self.review_escalation(user, obj, old=old)
+        return None if denial is None else denial.message
+
+    def review_escalation(
+        self, user: UserInfo, obj: Mapping[str, Any], *, old: Mapping[str, Any] | None = None
+    ) -> Denial | None:
+        """The rbac registry's checks on creating (`old` None) or updating (`old` = stored) RBAC objects.
+
+        - `system:masters` may write anything.
+        - Role/ClusterRole: allowed with the `escalate` verb on roles/clusterroles (on update, with that name;
+          a create has no name to match resourceNames), or if the user already holds every rule in the
+          role's namespace (cluster-wide for a ClusterRole). An `aggregationRule` (set, or on the old
+          object) additionally needs cluster-admin's rules.
+        - RoleBinding/ClusterRoleBinding: allowed with `bind` on the referenced roles/clusterroles (by its
+          name, in the binding's namespace), else the referenced role must exist (404 otherwise) and the
+          user must hold all its rules in the binding's namespace.
+        - An update that changes only finalizers or ownerReferences (plus server-managed metadata) is
+          always allowed, so garbage collection and finalizer removal never get stuck.
+        `obj` must carry `kind` and, for namespaced kinds, `metadata.namespace` (set it from the URL first).
+        """
+        kind = obj.get("kind")
+        if kind not in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+            raise ValueError(f"kind: expected an RBAC kind, got {kind!r}")
+        if MASTERS_GROUP in user.groups:
+            return None
+        meta = _meta(obj)
+        name = str(meta.get("name") or "")
+        namespace = str(meta.get("namespace") or "") if kind in ("Role", "RoleBinding") else ""
+        resource = kind.lower() + "s"
+        if kind in ("Role", "ClusterRole"):
+            escalate = RequestAttributes(
+                user,
+                "escalate",
+                RBAC_GROUP,
+                resource,
+                namespace=namespace,
+                name=name if old is not None else "",
+            )
+            if self.authorize(escalate):
+                return None
+            if old is not None and _only_gc_fields_change(obj, old):
+                return None
+            denial = self._confirm_no_escalation(user, namespace, _parse_rules(obj), resource, name)
+            if denial is not None:
+                return denial
+            aggregates = _has_aggregation(obj) or (old is not None and _has_aggregation(old))
+            if (
+                kind == "ClusterRole"
+                and aggregates
+                and self._confirm_no_escalation(user, namespace, _FULL_AUTHORITY, resource, name)
+            ):
+                return _forbidden(
+                    resource, name, "must have cluster-admin privileges to use the aggregationRule"
+                )
+            return None
+        if old is not None and _only_gc_fields_change(obj, old):
+            return None
+        ref_group, ref_kind, ref_name = _role_ref(obj)
+        if ref_kind not in ("Role", "ClusterRole"):
+            # Kubernetes checks escalation before validation; an unknown kind fails rule resolution.
+            return Denial(
+                500,
+                "InternalError",
+                f"Internal error occurred: unsupported role reference kind: {_go_quote(ref_kind)}",
+            )
+        ref_resource = ref_kind.lower() + "s"
+        bind = RequestAttributes(user, "bind", ref_group, ref_resource, namespace=namespace, name=ref_name)
+        if self.authorize(bind):
+            return None
+        role = _RoleLookup(self._objects).get(ref_kind, ref_name, namespace)
+        if role is None:
+            return Denial(
+                404,
+                "NotFound",
+                f"{_qualified(ref_resource, RBAC_GROUP)} {_go_quote(ref_name)} not found",
+                name=ref_name,
+                group=RBAC_GROUP,
+                kind=ref_resource,
+            )
+        return self._confirm_no_escalation(user, namespace, _parse_rules(role), resource, name)
+
+    def _confirm_no_escalation(
+        self, user: UserInfo, namespace: str, rules: Iterable[_Rule], resource: str, name: str
+    ) -> Denial | None:
+        resolution = self._resolution(user, namespace)
+        owned = resolution.rules()
+        missing = [sub for rule in rules for sub in rule.breakdown() if not any(o.covers(sub) for o in owned)]
+        if not missing:
+            return None
+        descriptions = sorted({rule.compact_string() for rule in _compact(missing)})
+        text = (
+            f"user {_go_quote(user.name)} (groups={_go_quote_list(user.groups)}) is attempting to grant RBAC "
+            "permissions not currently held:\n" + "\n".join(descriptions)
+        )
+        if resolution.errors:
+            text += f"; resolution errors: [{_aggregate(resolution.errors)}]"
+        return _forbidden(resource, name, text)
+
+    # -- SelfSubjectRulesReview --
+
+    def rules_review(self, user: UserInfo, namespace: str) -> dict[str, Any]:
+        """The `status` of a SelfSubjectRulesReview: the user's rules in `namespace` (cluster-wide ones too).
+
+        Rules are listed per binding, unmerged, as kube-apiserver does; bindings whose role is missing are
+        reported in `evaluationError`. `system:masters` sees what is bound to it (cluster-admin by default).
+        """
+        resolution = self._resolution(user, namespace)
+        resource_rules: list[dict[str, Any]] = []
+        non_resource_rules: list[dict[str, Any]] = []
+        for rule in resolution.rules():
+            if rule.resources:
+                entry: dict[str, Any] = {"verbs": list(rule.verbs)}
+                if rule.api_groups:
+                    entry["apiGroups"] = list(rule.api_groups)
+                entry["resources"] = list(rule.resources)
+                if rule.resource_names:
+                    entry["resourceNames"] = list(rule.resource_names)
+                resource_rules.append(entry)
+            if rule.non_resource_urls:
+                non_resource_rules.append(
+                    {"verbs": list(rule.verbs), "nonResourceURLs": list(rule.non_resource_urls)}
+                )
+        status: dict[str, Any] = {
+            "resourceRules": resource_rules,
+            "nonResourceRules": non_resource_rules,
+            "incomplete": False,
+        }
+        if resolution.errors:
+            status["evaluationError"] = _aggregate(resolution.errors)
+        return status
+
+    # -- resolution and its cache --
+
+    def _resolution(self, user: UserInfo, namespace: str) -> _Resolution:
+        if self._version is None:
+            return self._resolve(user, namespace)
+        before = self._version()
+        cache = self._cache
+        if cache[0] != before:
+            cache = self._cache = (before, {})
+        key = (user, namespace)
+        hit = cache[1].get(key)
+        if hit is not None:
+            return hit
+        resolution = self._resolve(user, namespace)
+        # Cache only what was computed against one unchanged version: a write racing with this
+        # resolution must not leave a stale entry behind.
+        if self._version() == before:
+            if len(cache[1]) >= _CACHE_LIMIT:
+                cache[1].clear()
+            cache[1][key] = resolution
+        return resolution
+
+    def _resolve(self, user: UserInfo, namespace: str) -> _Resolution:
+        """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings."""
+        grants: list[_Grant] = []
+        errors: list[str] = []
+        roles = _RoleLookup(self._objects)
+        bindings: list[tuple[str, Mapping[str, Any]]] = [
+            ("ClusterRoleBinding", b) for b in self._objects.rbac_objects("ClusterRoleBinding")
+        ]
+        if namespace:
+            bindings += [("RoleBinding", b) for b in self._objects.rbac_objects("RoleBinding", namespace)]
+        for binding_kind, binding in bindings:
+            binding_namespace = namespace if binding_kind == "RoleBinding" else ""
+            subject = next(
+                (
+                    s
+                    for s in binding.get("subjects") or ()
+                    if isinstance(s, Mapping) and _subject_applies(user, s, binding_namespace)
+                ),
+                None,
+            )
+            if subject is None:
+                continue
+            _, ref_kind, ref_name = _role_ref(binding)
+            if ref_kind not in ("Role", "ClusterRole"):
+                errors.append(f"unsupported role reference kind: {_go_quote(ref_kind)}")
+                continue
+            role = roles.get(ref_kind, ref_name, binding_namespace)
+            if role is None:
+                # The authorizer reads roles through client-go listers, whose NotFound names the kind.
+                errors.append(f"{ref_kind.lower()}.{RBAC_GROUP} {_go_quote(ref_name)} not found")
+                continue
+            binding_name = str(_meta(binding).get("name") or "")
+            label = binding_name if binding_kind == "ClusterRoleBinding" else f"{binding_name}/{namespace}"
+            source = (
+                f"{binding_kind} {_go_quote(label)} of {ref_kind} {_go_quote(ref_name)} "
+                f"to {_describe_subject(subject, binding_namespace)}"
+            )
+            grants.append(_Grant(source, _parse_rules(role)))
+        return _Resolution(tuple(grants), tuple(errors))
+
+
+def _forbidden(resource: str, name: str, text: str) -> Denial:
+    qualified = _qualified(resource, RBAC_GROUP)
+    message = (
+        f"{qualified} {_go_quote(name)} is forbidden: {text}" if name else f"{qualified} is forbidden: {text}"
+    )
+    return Denial(403, "Forbidden", message, name=name, group=RBAC_GROUP, kind=resource)
+
+
+def _has_aggregation(obj: Mapping[str, Any]) -> bool:
+    rule = obj.get("aggregationRule")
+    return isinstance(rule, Mapping) and bool(rule.get("clusterRoleSelectors"))
+
+
+# Metadata the garbage collector may change, plus what the server itself maintains on every write.
+_GC_AND_SERVER_FIELDS: Final = frozenset(
+    {
+        "ownerReferences",
+        "finalizers",
+        "selfLink",
+        "resourceVersion",
+        "managedFields",
+        "generation",
+        "uid",
+        "creationTimestamp",
+    }
+)
+
+
+def _only_gc_fields_change(obj: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """IsOnlyMutatingGCFields, ignoring server-managed metadata as well."""
+
+    def stripped(o: Mapping[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in o.items() if k not in ("metadata", "apiVersion", "kind")}
+        body["metadata"] = {k: v for k, v in _meta(o).items() if k not in _GC_AND_SERVER_FIELDS}
+        return body
+
+    return stripped(obj) == stripped(old)
+
+
+# --- Default policy ----------------------------------------------------------------------------------------
+
+
+def _bootstrap_meta(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    }
+
+
+def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRole",
+        "metadata": _bootstrap_meta(name),
+        "rules": rules,
+    }
+
+
+def _cluster_role_binding(name: str, groups: Sequence[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_GROUP}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _bootstrap_meta(name),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group} for group in groups],
+    }
+
+
+def bootstrap_objects() -> list[dict[str, Any]]:
+    """The default ClusterRoles and ClusterRoleBindings kube-apiserver creates that every cluster relies on.
+
+    cluster-admin (bound to system:masters), system:discovery and system:basic-user (bound to
+    system:authenticated), system:public-info-viewer (bound to system:authenticated and
+    system:unauthenticated), with the rules of current Kubernetes bootstrap policy. Fresh dicts each call.
+    """
+    return [
+        _cluster_role(
+            "cluster-admin",
+            [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]},
+            ],
+        ),
+        _cluster_role(
+            "system:discovery",
+            [
+                {
+                    "nonResourceURLs": [
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/healthz",
+                        "/livez",
+                        "/openapi",
+                        "/openapi/*",
+                        "/readyz",
+                        "/version",
+                        "/version/",
+                    ],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        _cluster_role(
+            "system:basic-user",
+            [
+                {
+                    "apiGroups": ["authorization.k8s.io"],
+                    "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["selfsubjectreviews"],
+                    "verbs": ["create"],
+                },
+            ],
+        ),
+        _cluster_role(
+            "system:public-info-viewer",
+            [
+                {
+                    "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        _cluster_role_binding("cluster-admin", [MASTERS_GROUP]),
+        _cluster_role_binding("system:discovery", [AUTHENTICATED_GROUP]),
+        _cluster_role_binding("system:basic-user", [AUTHENTICATED_GROUP]),
+        _cluster_role_binding("system:public-info-viewer", [AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP]),
+    ]
