@@ -107,17 +107,16 @@ def test_release_lets_a_standby_take_over_at_once() -> None:
 
 def test_a_concurrent_write_makes_the_loser_stand_by() -> None:
     store, clock = LeaseStore(), Clock()
-    a, b = elector(store, clock, "a"), elector(store, clock, "b")
+    a, b, c = elector(store, clock, "a"), elector(store, clock, "b"), elector(store, clock, "c")
     asyncio.run(a.try_acquire_or_renew())
-    clock.now += 20
+    assert not asyncio.run(b.try_acquire_or_renew())
+    assert not asyncio.run(c.try_acquire_or_renew())
+    clock.now += 20  # a stopped renewing: both standbys see the lease expired and race for it
 
     async def race() -> list[bool]:
-        return list(
-            await asyncio.gather(b.try_acquire_or_renew(), elector(store, clock, "c").try_acquire_or_renew())
-        )
+        return list(await asyncio.gather(b.try_acquire_or_renew(), c.try_acquire_or_renew()))
 
-    results = asyncio.run(race())
-    assert sorted(results) == [False, True]
+    assert sorted(asyncio.run(race())) == [False, True]
 
 
 def test_run_cancels_work_when_the_lease_is_lost() -> None:
