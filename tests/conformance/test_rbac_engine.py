@@ -643,6 +643,13 @@ def test_escalate_with_resource_names_cannot_match_a_create() -> None:
     assert escalation(authz, ALICE, other, old=role("other", "a")) is not None
 
 
+def test_escalate_with_resource_names_matches_an_apply_that_creates_by_url_name() -> None:
+    authz = granting(rule("escalate", RBAC, "roles", "r"))
+    obj = role("r", "a", rule("get", "core", "secrets"))
+    assert authz.check_escalation(ALICE, obj, request_name="r") is None
+    assert authz.check_escalation(ALICE, obj, request_name="") is not None
+
+
 @pytest.mark.parametrize(
     ("held", "granted", "allowed"),
     [

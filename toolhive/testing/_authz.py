@@ -531,7 +531,12 @@ class Authorizer:
     # -- escalation prevention --
 
     def check_escalation(
-        self, user: UserInfo, obj: Mapping[str, Any], *, old: Mapping[str, Any] | None = None
+        self,
+        user: UserInfo,
+        obj: Mapping[str, Any],
+        *,
+        old: Mapping[str, Any] | None = None,
+        request_name: str | None = None,
     ) -> str | None:
         """None if `user` may write `obj` (a Role, ClusterRole, RoleBinding or ClusterRoleBinding), else why.
 
@@ -539,19 +544,26 @@ class Authorizer:
         whole Status, whose code is 403 except for a binding to a missing role without `bind` (404, as in
         Kubernetes). Pass `old` on update (None means create): see `review_escalation`.
         """
-        denial = self.review_escalation(user, obj, old=old)
+        denial = self.review_escalation(user, obj, old=old, request_name=request_name)
         return None if denial is None else denial.message
 
     def review_escalation(
-        self, user: UserInfo, obj: Mapping[str, Any], *, old: Mapping[str, Any] | None = None
+        self,
+        user: UserInfo,
+        obj: Mapping[str, Any],
+        *,
+        old: Mapping[str, Any] | None = None,
+        request_name: str | None = None,
     ) -> Denial | None:
         """The rbac registry's checks on creating (`old` None) or updating (`old` = stored) RBAC objects.
 
         - `system:masters` may write anything.
-        - Role/ClusterRole: allowed with the `escalate` verb on roles/clusterroles (on update, with that name;
-          a create has no name to match resourceNames), or if the user already holds every rule in the
-          role's namespace (cluster-wide for a ClusterRole). An `aggregationRule` (set, or on the old
-          object) additionally needs cluster-admin's rules.
+        - Role/ClusterRole: allowed with the `escalate` verb on roles/clusterroles, checked against the name
+          in the request URL (`request_name`; by default the object's name on update and none on create, so
+          `escalate` limited by resourceNames never allows a POST create; pass the URL name for a
+          server-side apply that creates), or if the user already holds every rule in the role's namespace
+          (cluster-wide for a ClusterRole). An `aggregationRule` (set, or on the old object) additionally
+          needs cluster-admin's rules.
         - RoleBinding/ClusterRoleBinding: allowed with `bind` on the referenced roles/clusterroles (by its
           name, in the binding's namespace), else the referenced role must exist (404 otherwise) and the
           user must hold all its rules in the binding's namespace.
@@ -575,7 +587,7 @@ class Authorizer:
                 RBAC_GROUP,
                 resource,
                 namespace=namespace,
-                name=name if old is not None else "",
+                name=request_name if request_name is not None else (name if old is not None else ""),
             )
             if self.authorize(escalate):
                 return None
