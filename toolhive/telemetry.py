@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Final
 
 from opentelemetry import context as otel_context
@@ -210,7 +211,6 @@ def tracer(provider: trace.TracerProvider | None = None) -> trace.Tracer:
     return _state.tracer or trace.NoOpTracer()
 
 
-@contextlib.contextmanager
 def span(
     name: str,
     attributes: Mapping[str, otel_types.AttributeValue | None] | None = None,
@@ -218,33 +218,75 @@ def span(
     links: Sequence[trace.Link] = (),
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     tracer: trace.Tracer | None = None,
-) -> Iterator[trace.Span]:
-    """Open `name` as the current span with `attributes` (None values are dropped).
+) -> contextlib.AbstractContextManager[trace.Span]:
+    """A context manager opening `name` as the current span with `attributes` (None values dropped).
 
     An exception escaping the block is recorded on the span, sets status ERROR and `error.type`, and
-    propagates. Without `tracer` and with tracing off, yields a non-recording span without touching the
-    context at all: the fast path the overhead benchmark measures.
+    propagates. Without `tracer` and with tracing off, it yields a non-recording span without touching
+    the context at all: the fast path the overhead benchmark measures. Works across `await` as well.
     """
     active = tracer if tracer is not None else _state.tracer
     if active is None:
-        yield trace.INVALID_SPAN
-        return
-    clean = {key: value for key, value in (attributes or {}).items() if value is not None}
-    with active.start_as_current_span(
-        name,
-        kind=kind,
-        attributes=clean,
-        links=links,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as current:
+        return _NOOP_SCOPE
+    return _SpanScope(active, name, attributes, links, kind)
+
+
+class _NoopScope:
+    __slots__ = ()
+
+    def __enter__(self) -> trace.Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NOOP_SCOPE: Final = _NoopScope()
+
+
+class _SpanScope:
+    """`tracer.start_as_current_span` by hand: a class, not three stacked generators, is 2-3x cheaper."""
+
+    __slots__ = ("_attributes", "_kind", "_links", "_name", "_span", "_token", "_tracer")
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        name: str,
+        attributes: Mapping[str, otel_types.AttributeValue | None] | None,
+        links: Sequence[trace.Link],
+        kind: trace.SpanKind,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._attributes = attributes
+        self._links = links
+        self._kind = kind
+
+    def __enter__(self) -> trace.Span:
+        attributes = self._attributes
+        if attributes and None in attributes.values():
+            attributes = {key: value for key, value in attributes.items() if value is not None}
+        self._span = self._tracer.start_span(
+            self._name,
+            kind=self._kind,
+            attributes=attributes,
+            links=self._links,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
-            yield current
-        except GeneratorExit:
-            raise
-        except BaseException as error:
-            mark_error(current, error)
-            raise
+            if error is not None and not isinstance(error, GeneratorExit):
+                mark_error(self._span, error)
+        finally:
+            otel_context.detach(self._token)
+            self._span.end()
 
 
 def mark_error(span: trace.Span, error: BaseException, *, description: str | None = None) -> None:
