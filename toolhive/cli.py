@@ -51,11 +51,26 @@ def _crds(args: argparse.Namespace) -> int:
     return 1 if stale and not args.write else 0
 
 
+def _run(_: argparse.Namespace) -> int:
+    from toolhive import logs, operator, settings, telemetry
+
+    config = settings.Settings()
+    logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
+    telemetry.configure(default_service_name="toolhive-operator")
+    try:
+        return operator.main_sync(config)
+    finally:
+        telemetry.shutdown()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolhive-operator", description=toolhive.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("version", help="print the version").set_defaults(func=_version)
+    commands.add_parser("run", help="run the MCPServer operator (configured by environment)").set_defaults(
+        func=_run
+    )
     commands.add_parser("settings", help="print the effective settings as JSON").set_defaults(func=_settings)
     crds_command = commands.add_parser("crds", help="generate crds/ from the API models, or check for drift")
     crds_mode = crds_command.add_mutually_exclusive_group(required=True)
