@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -398,3 +399,32 @@ def test_context_from_traceparent_continues_the_remote_trace(
     assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert span.parent is not None
     assert span.parent.span_id == 0xB7AD6B7169203331
+
+
+def test_spans_nest_across_awaits_and_tasks(tracer: trace.Tracer, exporter: InMemorySpanExporter) -> None:
+    async def child(name: str) -> None:
+        await asyncio.sleep(0)
+        with telemetry.span(name, tracer=tracer):
+            await asyncio.sleep(0)
+
+    async def reconcile() -> None:
+        with telemetry.span("toolhive.reconcile", tracer=tracer):
+            await asyncio.gather(child("apply.deployment"), child("apply.service"))
+            await child("status")
+        assert not trace.get_current_span().get_span_context().is_valid
+
+    asyncio.run(reconcile())
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    parent = spans.pop("toolhive.reconcile")
+    assert sorted(spans) == ["apply.deployment", "apply.service", "status"]
+    for span in spans.values():
+        assert span.parent is not None
+        assert span.parent.span_id == parent.context.span_id
+
+
+def test_the_context_is_restored_after_an_exception(tracer: trace.Tracer) -> None:
+    with telemetry.span("outer", tracer=tracer) as outer:
+        with pytest.raises(ValueError), telemetry.span("inner", tracer=tracer):
+            raise ValueError("x")
+        assert trace.get_current_span() is outer
+    assert not trace.get_current_span().get_span_context().is_valid
