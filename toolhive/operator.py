@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from discovery import kube
 from toolhive import apply, health, reconcile, scope, settings
+from toolhive import metrics as metrics_module
 from toolhive.builders.inputs import BuildConfig
 from toolhive.multiplexer import Multiplexer
 from toolhive.workqueue import Result, Trigger
@@ -33,7 +34,12 @@ async def run(
 ) -> None:
     """Run until `stop` is set (forever when None)."""
     stop = stop or asyncio.Event()
-    api = await kube.Api.connect(kubeconfig=kubeconfig or config.kubeconfig)
+    metrics = metrics_module.Metrics(process="operator")
+
+    def on_response(verb: str, resource: str, code: int) -> None:
+        metrics.observe_api_request(verb=verb, resource=resource, code=code)
+
+    api = await kube.Api.connect(kubeconfig=kubeconfig or config.kubeconfig, on_response=on_response)
     applier = apply.Applier(api)
     mux: Multiplexer
     ctx: reconcile.Context
@@ -47,14 +53,27 @@ async def run(
     mux = Multiplexer(
         api, process=process, on_release=release, workers=config.operator.max_concurrent_reconciles
     )
+
+    def on_reconciled(outcome: str, seconds: float) -> None:
+        metrics.observe_reconcile(controller="mcpserver", outcome=outcome, seconds=seconds)
+        metrics.set_queue_depth(mux.queue.depth, controller="mcpserver")
+        metrics.set_managed_namespaces(len(mux.namespaces))
+
     ctx = reconcile.Context(
-        api=api, applier=applier, lookup=mux.lookup, build=BuildConfig.from_settings(config)
+        api=api,
+        applier=applier,
+        lookup=mux.lookup,
+        build=BuildConfig.from_settings(config),
+        on_reconciled=on_reconciled,
     )
 
     tasks = [asyncio.create_task(mux.queue.run(), name="workqueue")]
     tasks.append(asyncio.create_task(_follow_scope(config, api=api, mux=mux, applier=applier), name="scope"))
     if config.operator.resync_seconds > 0:
         tasks.append(asyncio.create_task(_resync(mux, period=config.operator.resync_seconds), name="resync"))
+    metrics_server = None
+    if config.observability.metrics_port:
+        metrics_server = metrics_module.serve_metrics(metrics, port=config.observability.metrics_port)
     probes = None
     if config.observability.health_port:
 
@@ -76,6 +95,8 @@ async def run(
         await mux.stop()
         if probes is not None:
             await probes.cleanup()
+        if metrics_server is not None:
+            metrics_server.close()
         await api.close()
 
 

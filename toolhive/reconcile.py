@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ class Context:
     lookup: Lookup
     build: BuildConfig
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    on_reconciled: Callable[[str, float], None] | None = None
+    """Called with (outcome, seconds) after every pass (metrics)."""
 
 
 async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: Context) -> Result:
@@ -58,6 +61,7 @@ async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: C
         },
     ) as span:
         before = sum(ctx.applier.writes.values())
+        started = time.perf_counter()
         try:
             body = ctx.lookup(resources.MCPSERVERS, namespace=namespace, name=name)
             if body is None:
@@ -78,6 +82,8 @@ async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: C
             result = Result(retry=True)
         span.set_attribute("toolhive.reconcile.outcome", outcome)
         span.set_attribute("toolhive.reconcile.writes", sum(ctx.applier.writes.values()) - before)
+        if ctx.on_reconciled is not None:
+            ctx.on_reconciled(outcome, time.perf_counter() - started)
         return result
 
 
