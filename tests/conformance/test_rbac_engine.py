@@ -1106,3 +1106,98 @@ def test_many_bindings_authorize_quickly_from_cache() -> None:
         for i, who in enumerate(users):
             assert authz.authorize(attrs(who, "list", "pods", ns=f"ns{i % 100}"))
             assert not authz.authorize(attrs(who, "list", "pods", ns=f"ns{(i + 1) % 100}"))
+
+
+# --- ClusterRole aggregation ---------------------------------------------------------------------------
+
+
+def labelled(obj: Obj, **labels: str) -> Obj:
+    obj["metadata"]["labels"] = labels
+    return obj
+
+
+def aggregating(name: str, *selectors: Obj) -> Obj:
+    return {
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "aggregationRule": {"clusterRoleSelectors": list(selectors)},
+    }
+
+
+def test_aggregation_gathers_matching_roles_rules_in_name_order_without_duplicates() -> None:
+    roles = [
+        aggregating("monitoring", {"matchLabels": {"agg": "mon"}}),
+        labelled(
+            cluster_role("b-pods", rule("get", "core", "pods"), rule("list", "core", "pods")), agg="mon"
+        ),
+        labelled(
+            cluster_role("a-nodes", rule("get", "core", "nodes"), rule("get", "core", "pods")), agg="mon"
+        ),
+        labelled(cluster_role("other", rule("*", "*", "*")), agg="nope"),
+    ]
+    assert _authz.aggregate_cluster_roles(roles) == {
+        "monitoring": [
+            {"verbs": ["get"], "apiGroups": [""], "resources": ["nodes"]},
+            {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]},
+            {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]},
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "selected"),
+    [
+        pytest.param(
+            {"matchExpressions": [{"key": "t", "operator": "In", "values": ["a"]}]}, {"t": "a"}, True, id="In"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "t", "operator": "In", "values": ["a"]}]},
+            {"t": "b"},
+            False,
+            id="In other",
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "t", "operator": "NotIn", "values": ["a"]}]},
+            {},
+            True,
+            id="NotIn absent",
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "t", "operator": "Exists"}]}, {"t": ""}, True, id="Exists"
+        ),
+        pytest.param(
+            {"matchExpressions": [{"key": "t", "operator": "DoesNotExist"}]},
+            {"t": "x"},
+            False,
+            id="DoesNotExist",
+        ),
+        pytest.param(
+            {"matchLabels": {"t": "a"}, "matchExpressions": [{"key": "u", "operator": "Exists"}]},
+            {"t": "a"},
+            False,
+            id="all ANDed",
+        ),
+    ],
+)
+def test_aggregation_selector_operators(selector: Obj, labels: dict[str, str], selected: bool) -> None:
+    roles = [
+        aggregating("agg", selector),
+        labelled(cluster_role("src", rule("get", "core", "pods")), **labels),
+    ]
+    assert bool(_authz.aggregate_cluster_roles(roles)["agg"]) is selected
+
+
+def test_aggregation_with_an_invalid_selector_changes_nothing() -> None:
+    bad = {"matchExpressions": [{"key": "t", "operator": "In"}]}
+    roles = [aggregating("agg", bad), labelled(cluster_role("src", rule("get", "core", "pods")), t="a")]
+    assert _authz.aggregate_cluster_roles(roles) == {}
+
+
+def test_aggregation_never_includes_the_role_itself_and_chains_converge() -> None:
+    top = labelled(aggregating("top", {"matchLabels": {"level": "x"}}), level="x")
+    middle = labelled(aggregating("middle", {"matchLabels": {"level": "y"}}), level="x")
+    leaf = labelled(cluster_role("leaf", rule("get", "core", "pods")), level="y")
+    assert _authz.aggregate_cluster_roles([top, middle, leaf]) == {
+        "top": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}],
+        "middle": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}],
+    }

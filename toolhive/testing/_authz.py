@@ -6,10 +6,10 @@ stores RBAC objects: it reads them live from the server through `RbacObjects`, s
 count on the next request. Semantics follow kubernetes/kubernetes `plugin/pkg/auth/authorizer/rbac` and
 `pkg/registry/rbac` (rule matching, escalation `Covers`, messages); see the notes on each public function.
 
-Not implemented: aggregated ClusterRoles (an `aggregationRule` is honoured only by the escalation check that
-guards it; the aggregation controller that fills `rules` is not run, so such a role grants what its stored
-`rules` say), impersonation, user `extra`/uid, the Node authorizer, webhook/OIDC/x509 authentication, and JWT
-ServiceAccount tokens (tokens are opaque random strings).
+Aggregated ClusterRoles: as in Kubernetes the authorizer reads only `rules`; `aggregate_cluster_roles`
+computes what the clusterrole-aggregation controller writes there, for the server to apply after ClusterRole
+writes. Not implemented: impersonation, user `extra`/uid, the Node authorizer, webhook/OIDC/x509
+authentication, and JWT ServiceAccount tokens (tokens are opaque random strings).
 """
 
 from __future__ import annotations
@@ -273,6 +273,20 @@ class _Rule:
         if not sub.resource_names:
             return not self.resource_names
         return not self.resource_names or set(sub.resource_names) <= set(self.resource_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rule as the API serves it (empty lists omitted)."""
+        out: dict[str, Any] = {}
+        for key, values in (
+            ("verbs", self.verbs),
+            ("apiGroups", self.api_groups),
+            ("resources", self.resources),
+            ("resourceNames", self.resource_names),
+            ("nonResourceURLs", self.non_resource_urls),
+        ):
+            if values or key == "verbs":
+                out[key] = list(values)
+        return out
 
     def compact_string(self) -> str:
         """rbacv1helpers.CompactString, the form used in escalation messages."""
@@ -782,6 +796,86 @@ def _only_gc_fields_change(obj: Mapping[str, Any], old: Mapping[str, Any]) -> bo
         return body
 
     return stripped(obj) == stripped(old)
+
+
+# --- ClusterRole aggregation -------------------------------------------------------------------------------
+
+
+def _selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool | None:
+    """A metav1.LabelSelector against labels; None when the selector is invalid (it then selects nothing)."""
+    if not isinstance(selector, Mapping):
+        return None
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+        return None
+    matched = all(labels.get(key) == value for key, value in match_labels.items())
+    for expression in expressions:
+        if not isinstance(expression, Mapping):
+            return None
+        key = str(expression.get("key") or "")
+        operator = expression.get("operator")
+        values = expression.get("values") or []
+        if operator in ("In", "NotIn") and not values:
+            return None
+        if operator in ("Exists", "DoesNotExist") and values:
+            return None
+        if operator == "In":
+            matched = matched and key in labels and labels[key] in values
+        elif operator == "NotIn":
+            matched = matched and (key not in labels or labels[key] not in values)
+        elif operator == "Exists":
+            matched = matched and key in labels
+        elif operator == "DoesNotExist":
+            matched = matched and key not in labels
+        else:
+            return None
+    return matched
+
+
+def _gather(
+    name: str,
+    aggregation: Any,
+    roles: Mapping[str, Mapping[str, Any]],
+    rules: Mapping[str, tuple[_Rule, ...]],
+) -> tuple[_Rule, ...] | None:
+    """One controller sync of role `name`: None if it has no aggregationRule or an invalid selector."""
+    if not isinstance(aggregation, Mapping):
+        return None
+    gathered: list[_Rule] = []
+    for selector in aggregation.get("clusterRoleSelectors") or []:
+        for other in sorted(roles):
+            labels = _meta(roles[other]).get("labels")
+            matched = _selector_matches(selector, labels if isinstance(labels, Mapping) else {})
+            if matched is None:
+                return None
+            if matched and other != name:
+                gathered.extend(rule for rule in rules[other] if rule not in gathered)
+    return tuple(gathered)
+
+
+def aggregate_cluster_roles(cluster_roles: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The `rules` the clusterrole-aggregation controller gives each ClusterRole that has an aggregationRule.
+
+    For every selector in order, the matching ClusterRoles (sorted by name, never the role itself) contribute
+    their rules, each rule once. Aggregated roles that select other aggregated roles are iterated until
+    stable, as the controller converges. A role with an invalid selector is left out (the controller keeps
+    retrying and never changes it). The server writes a role's entry back when it differs from `rules`.
+    """
+    current: dict[str, Mapping[str, Any]] = {
+        str(_meta(role).get("name") or ""): role for role in cluster_roles
+    }
+    rules: dict[str, tuple[_Rule, ...]] = {name: _parse_rules(role) for name, role in current.items()}
+    aggregated: dict[str, tuple[_Rule, ...]] = {}
+    for _ in range(len(current) + 1):
+        previous = dict(aggregated)
+        for name, role in current.items():
+            gathered = _gather(name, role.get("aggregationRule"), current, rules)
+            if gathered is not None:
+                rules[name] = aggregated[name] = gathered
+        if aggregated == previous:
+            break
+    return {name: [rule.to_dict() for rule in result] for name, result in aggregated.items()}
 
 
 # --- Default policy ----------------------------------------------------------------------------------------
