@@ -81,9 +81,11 @@ class TracingConfig:
 
 @dataclasses.dataclass
 class _State:
-    provider: TracerProvider | None = None
+    providers: list[TracerProvider] = dataclasses.field(default_factory=list)
+    """Every provider configure() built, oldest (the global one) first; shutdown() flushes them all."""
     tracer: trace.Tracer | None = None
     global_installed: bool = False
+    atexit_registered: bool = False
 
 
 _state = _State()
@@ -159,8 +161,9 @@ def configure(
     """Set tracing up for this process from the environment; returns the provider, or None when off.
 
     When on, the provider becomes OpenTelemetry's global one (so `discovery`, which uses only the API,
-    records too) and `span()`/`tracer()` use it; `shutdown()` runs at interpreter exit. Raises
-    TelemetryConfigError for unusable `OTEL_*` values.
+    records too) and `span()`/`tracer()` use it; `shutdown()` runs at interpreter exit. The API allows
+    one global provider per process: a second call (a demo running both processes in one interpreter)
+    switches only what `span()`/`tracer()` use. Raises TelemetryConfigError for unusable `OTEL_*` values.
     """
     config = read_config(
         os.environ if environ is None else environ,
@@ -171,29 +174,27 @@ def configure(
     if not config.enabled:
         return None
     provider = build_provider(config)
-    if _state.provider is None:
-        atexit.register(shutdown)
-    else:
-        shutdown()
-    _state.provider = provider
+    _state.providers.append(provider)
     _state.tracer = tracer(provider)
     if not _state.global_installed:
-        # The API lets the global provider be set once per process; later configure() calls (a demo
-        # running both processes in one interpreter) still switch what `span()` uses.
         trace.set_tracer_provider(provider)
         _state.global_installed = True
+    if not _state.atexit_registered:
+        atexit.register(shutdown)
+        _state.atexit_registered = True
     return provider
 
 
 def shutdown(*, timeout_millis: int = 5000) -> None:
-    """Flush pending spans and stop the exporters of the provider `configure()` installed (if any)."""
-    provider = _state.provider
-    if provider is None:
-        return
-    _state.provider = None
+    """Flush pending spans and stop the exporters of the providers `configure()` built (if any).
+
+    Afterwards `span()` is back on the no-op fast path; safe to call twice.
+    """
+    providers, _state.providers = _state.providers, []
     _state.tracer = None
-    provider.force_flush(timeout_millis)
-    provider.shutdown()
+    for provider in providers:
+        provider.force_flush(timeout_millis)
+        provider.shutdown()
 
 
 def is_enabled() -> bool:
