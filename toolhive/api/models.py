@@ -182,6 +182,8 @@ class ResourceMetadataOverrides(_Model):
 class LocalObjectReference(_Model):
     """A reference to an object in the same namespace, by name."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-map-type": "atomic"})
+
     name: StrictStr = ""
     """Name of the referent."""
 
@@ -412,10 +414,9 @@ class MCPServer(_Model):
     """Kind of this object."""
     metadata: FreeForm = Field(default_factory=dict)
     """Standard object metadata."""
+    # spec and status take their descriptions from their classes' docstrings.
     spec: MCPServerSpec
-    """Desired state."""
     status: MCPServerStatus | None = None
-    """Observed state."""
 
     @property
     def name(self) -> str:

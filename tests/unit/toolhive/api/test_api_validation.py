@@ -6,9 +6,11 @@ import copy
 import pathlib
 from typing import Any
 
+import hypothesis
 import pydantic
 import pytest
 import yaml
+from hypothesis import strategies as st
 
 from toolhive import errors
 from toolhive.api import models, validation
@@ -345,3 +347,40 @@ def test_invalid_spec_reads_as_path_and_rule() -> None:
     assert str(problem) == "spec.proxyPort: must be <= 65535"
     assert problem == errors.InvalidSpec("spec.proxyPort", "must be <= 65535")
     assert isinstance(problem, Exception)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+SPEC_KEYS = st.sampled_from(
+    [*(field.alias or name for name, field in models.MCPServerSpec.model_fields.items()), "x"]
+)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(spec=st.dictionaries(SPEC_KEYS, JSON, max_size=6))
+def test_check_never_raises_and_every_problem_names_a_spec_field(spec: dict[str, Any]) -> None:
+    checked = validation.check({"metadata": {"name": "x"}, "spec": spec})
+    assert checked.valid == (checked.server is not None and not checked.problems)
+    for problem in checked.problems:
+        assert problem.field_path.startswith("spec")
+        assert problem.message
+
+
+CONTAINER = st.dictionaries(st.sampled_from(["name", "image", "env"]), JSON | st.just("mcp"), max_size=3)
+POD_SPEC = st.dictionaries(
+    st.sampled_from(["containers", "initContainers", "nodeSelector", "volumes", "serviceAccountName"]),
+    JSON | st.lists(CONTAINER, max_size=3),
+    max_size=3,
+)
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(metadata=JSON, pod_spec=JSON | POD_SPEC)
+def test_any_pod_template_is_judged_without_raising(metadata: Any, pod_spec: Any) -> None:
+    for problem in validation.pod_template_problems({"metadata": metadata, "spec": pod_spec}):
+        assert problem.field_path.startswith("spec.podTemplateSpec")
