@@ -42,7 +42,9 @@ def _resources(spec: models.MCPServerSpec) -> dict[str, dict[str, str]]:
 
 
 def _mcp_container(pod_spec: dict[str, Any]) -> dict[str, Any]:
-    containers = pod_spec.setdefault("containers", [])
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list):
+        containers = pod_spec["containers"] = []
     for container in containers:
         if isinstance(container, dict) and container.get("name") == constants.MCP_CONTAINER:
             return container
@@ -66,7 +68,9 @@ def build_pod_patch(server: inputs.Server) -> dict[str, Any]:
     """The PodTemplateSpec patch for the MCP server pod (a new dict; the spec is not modified)."""
     spec = server.spec
     template: dict[str, Any] = copy.deepcopy(spec.pod_template_spec) if spec.pod_template_spec else {}
-    pod_spec = template.setdefault("spec", {})
+    if not isinstance(template.get("spec"), dict):
+        template["spec"] = {}  # `spec: null` in the user's template means "nothing to patch"
+    pod_spec: dict[str, Any] = template["spec"]
     pod_spec["serviceAccountName"] = mcp_serviceaccount(server)
     needs_container = spec.secrets or spec.volumes or _resources(spec)
     if not needs_container:

@@ -4,6 +4,8 @@ import re
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from toolhive import names
 
@@ -76,3 +78,20 @@ def test_runner_created_names_are_not_truncated() -> None:
     assert names.statefulset_name("github") == "github"
     assert names.headless_service_name("github") == "mcp-github-headless"
     assert names.backend_service_name("github") == "mcp-github"
+
+
+@given(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,250}[a-z0-9])?", fullmatch=True))
+def test_every_derived_name_fits_its_limit_and_syntax(name: str) -> None:
+    service = names.proxy_service_name(name)
+    assert len(service) <= names.DNS_LABEL_MAX
+    assert DNS_LABEL.match(service)
+    label = names.label_value(name)
+    assert len(label) <= names.DNS_LABEL_MAX
+    assert LABEL_VALUE.match(label)
+    for derived in (
+        names.proxy_runner_name(name),
+        names.mcp_serviceaccount_name(name),
+        names.runconfig_name(name),
+    ):
+        assert len(derived) <= names.DNS_SUBDOMAIN_MAX
+        assert DNS_SUBDOMAIN.match(derived)

@@ -119,3 +119,10 @@ def test_podpatch_golden(make_server: MakeServer, golden: Golden) -> None:
         podTemplateSpec={"spec": {"tolerations": [{"key": "mcp", "operator": "Exists"}]}},
     )
     golden.check("podpatch.json", podpatch.build_pod_patch(server))
+
+
+def test_null_sections_in_the_users_template_are_treated_as_empty(make_server: MakeServer) -> None:
+    server = make_server(podTemplateSpec={"spec": None}, secrets=[{"name": "gh", "key": "token"}])
+    patch = podpatch.build_pod_patch(server)
+    assert patch["spec"]["serviceAccountName"] == "github-sa"
+    assert _mcp(patch)["env"][0]["name"] == "token"
