@@ -78,9 +78,16 @@ DEFS: dict[str, Any] = {
                         "values": {"type": "array", "items": {"type": "string"}},
                     },
                     # In/NotIn need values; Exists/DoesNotExist take none (Kubernetes' own rule).
-                    "if": {"properties": {"operator": {"enum": ["In", "NotIn"]}}},
-                    "then": {"required": ["values"], "properties": {"values": {"minItems": 1}}},
-                    "else": {"properties": {"values": {"maxItems": 0}}},
+                    "allOf": [
+                        {
+                            "if": {"properties": {"operator": {"enum": ["In", "NotIn"]}}},
+                            "then": {"required": ["values"], "properties": {"values": {"minItems": 1}}},
+                        },
+                        {
+                            "if": {"properties": {"operator": {"enum": ["Exists", "DoesNotExist"]}}},
+                            "then": {"properties": {"values": {"maxItems": 0}}},
+                        },
+                    ],
                 },
             },
         },

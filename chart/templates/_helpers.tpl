@@ -303,7 +303,7 @@ winner depend on ordering). Call with (dict "ctx" $ "key" "operator.env" "extra"
 */}}
 {{- define "toolhive-operator.containerEnv" -}}
 {{- $own := fromYamlArray .own }}
-{{- $taken := list "POD_NAME" "POD_NAMESPACE" }}
+{{- $taken := list "POD_NAME" "POD_NAMESPACE" "WATCH_NAMESPACE" }}
 {{- range $own }}{{- $taken = append $taken .name }}{{- end }}
 {{- range .extra }}
 {{- if has .name $taken }}
