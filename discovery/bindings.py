@@ -201,6 +201,8 @@ def build_update(
         finalizers.append(constants.GRANT_FINALIZER)
     if finalizers:
         metadata["finalizers"] = finalizers
+    else:
+        metadata.pop("finalizers", None)
     body["subjects"] = template.subjects
     return body
 

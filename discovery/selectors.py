@@ -189,7 +189,8 @@ def parse_selector(raw: object, *, index: int) -> ParsedSelector:
         problems.append(Problem(f"{path}.matchLabels", "must be an object of label key to value"))
     elif match_labels:
         for key, value in match_labels.items():
-            field = f"{path}.matchLabels[{json.dumps(key) if isinstance(key, str) else key!r}]"
+            shown = json.dumps(key) if isinstance(key, str) else repr(key)
+            field = f"{path}.matchLabels[{shown}]"
             key_problem = validate_label_key(key)
             value_problem = validate_label_value(value)
             if key_problem:
