@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint unit crds bench clean
+.PHONY: demo test lint unit crds chart bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/toolhive-operator crds --write
+	$(BIN)/python chart/hack/sync.py
+
+# The chart's generated files: values.schema.json from values.yaml, chart/crds/ copied from crds/.
+chart: $(STAMP)
+	$(BIN)/python chart/hack/sync.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
