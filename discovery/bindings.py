@@ -110,6 +110,11 @@ def is_managed(rolebinding: Mapping[str, Any], *, owner: str) -> bool:
     )
 
 
+def managed_selector(owner: str) -> str:
+    """The `labelSelector` that lists exactly the RoleBindings `owner` manages (for the gather step)."""
+    return f"{constants.MANAGED_BY_LABEL}={constants.MANAGED_BY_VALUE},{constants.OWNER_LABEL}={owner}"
+
+
 def is_deleting(rolebinding: Mapping[str, Any]) -> bool:
     return bool(_metadata(rolebinding).get("deletionTimestamp"))
 

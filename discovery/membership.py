@@ -119,7 +119,8 @@ class Membership:
 class Observed:
     """The gathered state of the world: every namespace, and RoleBindings that are ours or carry our name.
 
-    Extra RoleBindings are harmless (they are ignored), so the controller may pass a wider list.
+    Gather them with `bindings.managed_selector(owner)` (cluster-wide) plus `metadata.name=<grant name>`
+    (to see conflicts). Extra RoleBindings are harmless (ignored), so a wider list is fine.
     """
 
     namespaces: tuple[policy.NamespaceInfo, ...] = ()
@@ -245,12 +246,13 @@ def build_status(
     elif membership.draining:
         ready = ("False", ConditionReason.DRAINING, f"waiting for release of {_names(membership.draining)}")
     else:
-        ready = ("True", ConditionReason.CONVERGED, f"{len(membership.members)} member namespaces granted")
+        ready = ("True", ConditionReason.CONVERGED, f"granted in {len(membership.members)} member namespaces")
     invalid = selection.invalid_selectors
     if invalid:
         valid = ("False", ConditionReason.INVALID_SELECTOR, "; ".join(item.message for item in invalid))
     elif selection.selectors:
-        valid = ("True", ConditionReason.SELECTORS_VALID, f"{len(selection.selectors)} selectors valid")
+        count = len(selection.selectors)
+        valid = ("True", ConditionReason.SELECTORS_VALID, f"{count} selector{'s' if count > 1 else ''} valid")
     else:
         valid = ("True", ConditionReason.SELECTORS_VALID, "no selectors: only spec.namespaces selects")
     previous = {str(item.get("type")): item for item in previous_conditions}

@@ -82,6 +82,12 @@ def test_a_binding_is_ours_only_with_both_labels(labels: dict[str, str], managed
     assert bindings.is_managed({"metadata": {"labels": labels}}, owner="default") is managed
 
 
+def test_the_managed_selector_names_both_labels() -> None:
+    assert bindings.managed_selector("default") == (
+        "app.kubernetes.io/managed-by=namespace-discovery,discovery.toolhive.stacklok.dev/owner=default"
+    )
+
+
 def observed(**changes: Any) -> dict[str, Any]:
     grant = bindings.build_grant("team-a", template=TEMPLATE)
     grant["metadata"].update(uid="u1", resourceVersion="7")

@@ -297,7 +297,7 @@ def test_status_lists_sorted_names_with_counts_and_conditions() -> None:
             {
                 "type": "Ready",
                 "status": "False",
-                "reason": "GrantConflict" if plan.conflicts else "GrantsPending",
+                "reason": "GrantsPending",
                 "message": "waiting for grants in c",
                 "lastTransitionTime": "2026-01-02T03:04:05Z",
                 "observedGeneration": 0,
@@ -306,7 +306,7 @@ def test_status_lists_sorted_names_with_counts_and_conditions() -> None:
                 "type": "SelectorsValid",
                 "status": "True",
                 "reason": "SelectorsValid",
-                "message": "1 selectors valid",
+                "message": "1 selector valid",
                 "lastTransitionTime": "2026-01-02T03:04:05Z",
                 "observedGeneration": 0,
             },
