@@ -2,11 +2,14 @@
 
 The front door: every public name is imported explicitly below and listed in `__all__` (sorted). The pure core
 is `selectors` (LabelSelectors), `policy` (who is a member, and why), `membership` (lifecycle and plan) and
-`bindings` (the grant's manifest); none of them does I/O. Nothing here names the grantee's application: label
+`bindings` (the grant's manifest); none of them does I/O. The I/O half is `controller` (watch and converge,
+behind `run`) and `grants` (the only writer). Nothing here names the grantee's application: label
 keys, the ClusterRole and the subject arrive as settings.
 """
 
 from discovery.bindings import GrantTemplate, build_grant
+from discovery.config import Config, discovery_resource
+from discovery.controller import run
 from discovery.membership import (
     Action,
     ActionKind,
@@ -32,6 +35,7 @@ from discovery.selectors import (
 __all__ = [
     "Action",
     "ActionKind",
+    "Config",
     "Conflict",
     "Decision",
     "GrantTemplate",
@@ -54,6 +58,8 @@ __all__ = [
     "decide",
     "decide_all",
     "decide_plan",
+    "discovery_resource",
     "parse_selector",
     "parse_selectors",
+    "run",
 ]

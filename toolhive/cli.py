@@ -11,8 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import toolhive
+
+if TYPE_CHECKING:
+    import discovery
+    from toolhive import settings as settings_module
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -63,6 +68,81 @@ def _run(_: argparse.Namespace) -> int:
         telemetry.shutdown()
 
 
+def discovery_config(config: settings_module.Settings) -> discovery.Config:
+    """Discovery's config from the settings; the subject's namespace defaults to the pod's (the release)."""
+    import discovery
+    from toolhive import constants, resources
+
+    group = config.discovery
+    subject_namespace = group.subject_namespace
+    if "subject_namespace" not in group.model_fields_set:
+        subject_namespace = config.pod_namespace
+    res = resources.NAMESPACEDISCOVERIES
+    return discovery.Config(
+        resource=discovery.discovery_resource(constants.GROUP, res.version, res.plural),
+        name=group.resource_name,
+        cluster_role=group.cluster_role,
+        subject_name=group.subject_name,
+        subject_namespace=subject_namespace,
+        rolebinding_name=group.rolebinding_name,
+        grace_seconds=group.release_grace_seconds,
+        instance=config.pod_name,
+    )
+
+
+def _discovery(_: argparse.Namespace) -> int:
+    """Run namespace discovery until SIGTERM/SIGINT (kubeconfig from KUBECONFIG, else in-cluster)."""
+    import asyncio
+    import contextlib
+    import signal
+
+    import discovery
+    from discovery import kube
+    from toolhive import health, logs, metrics, settings, telemetry
+
+    config = settings.Settings()
+    logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
+    telemetry.configure(default_service_name="toolhive-discovery")
+    observed = metrics.Metrics(process="discovery")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        api = await kube.Api.connect(
+            kubeconfig=config.kubeconfig,
+            on_response=lambda verb, res, code: observed.observe_api_request(
+                verb=verb, resource=res, code=code
+            ),
+        )
+        server = probes = None
+        if config.observability.metrics_port:
+            server = metrics.serve_metrics(observed, port=config.observability.metrics_port)
+        if config.observability.health_port:
+
+            async def ready() -> tuple[bool, str]:
+                alive = await api.ping()
+                return alive, "api reachable" if alive else "api unreachable"
+
+            probes = await health.start(port=config.observability.health_port, ready_check=ready)
+        try:
+            await discovery.run(discovery_config(config), api=api, stop=stop, observer=observed)
+        finally:
+            if probes is not None:
+                await probes.cleanup()
+            if server is not None:
+                server.close()
+            await api.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        telemetry.shutdown()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolhive-operator", description=toolhive.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -71,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the MCPServer operator (configured by environment)").set_defaults(
         func=_run
     )
+    commands.add_parser(
+        "discovery", help="run namespace discovery (grants the operator's RoleBindings; env-configured)"
+    ).set_defaults(func=_discovery)
     commands.add_parser("settings", help="print the effective settings as JSON").set_defaults(func=_settings)
     crds_command = commands.add_parser("crds", help="generate crds/ from the API models, or check for drift")
     crds_mode = crds_command.add_mutually_exclusive_group(required=True)

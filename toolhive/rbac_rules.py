@@ -3,7 +3,9 @@
 Pure: no I/O. `OPERATOR_CLUSTER_ROLE_RULES` is the single source for `toolhive-operator-manager-role`:
 the chart tests compare the rendered ClusterRole against it, and the builder tests check that every
 proxy-runner Role the operator creates is a subset of it (Kubernetes refuses to let the operator create
-a Role granting anything it does not hold itself: the RBAC escalation check).
+a Role granting anything it does not hold itself: the RBAC escalation check). The discovery process's
+rules live here too (`DISCOVERY_CLUSTER_ROLE_RULES`, `discovery_cluster_role_rules`, `DISCOVERY_LEASE_RULES`),
+the single source for its integration tests and the chart tests.
 """
 
 from __future__ import annotations
@@ -55,6 +57,38 @@ OPERATOR_CLUSTER_ROLE_RULES: tuple[PolicyRule, ...] = (
     PolicyRule(("toolhive.stacklok.dev",), ("mcpservers/status",), ("get", "patch", "update")),
     PolicyRule(("toolhive.stacklok.dev",), ("mcpservers/finalizers",), ("update",)),
 )
+
+
+# `toolhive-operator discovery` (ServiceAccount toolhive-discovery): see `discovery_cluster_role_rules`.
+DISCOVERY_CLUSTER_ROLE_RULES: tuple[PolicyRule, ...] = (
+    PolicyRule(("",), ("namespaces",), READ),
+    PolicyRule(("rbac.authorization.k8s.io",), ("rolebindings",), CRUD),
+    PolicyRule(("toolhive.stacklok.dev",), ("namespacediscoveries",), READ),
+    PolicyRule(("toolhive.stacklok.dev",), ("namespacediscoveries/status",), ("get", "patch", "update")),
+    PolicyRule(("",), ("events",), ("create", "patch")),
+    PolicyRule(("events.k8s.io",), ("events",), ("create", "patch")),
+)
+# The one rule with resourceNames: discovery may bind exactly the operator's ClusterRole, nothing else
+# (Kubernetes' bind check), so it can never grant more than the operator's own role.
+DISCOVERY_BIND_VERB = "bind"
+# Leader election: a namespaced Role in the release namespace, never cluster-wide.
+DISCOVERY_LEASE_RULES: tuple[PolicyRule, ...] = (
+    PolicyRule(("coordination.k8s.io",), ("leases",), ("create", "get", "list", "patch", "update", "watch")),
+)
+
+
+def discovery_cluster_role_rules(operator_cluster_role: str) -> list[dict[str, Any]]:
+    """The discovery ClusterRole's `rules` (JSON form): the table above plus `bind` on one ClusterRole."""
+    rules = [rule.as_manifest() for rule in DISCOVERY_CLUSTER_ROLE_RULES]
+    rules.append(
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "verbs": [DISCOVERY_BIND_VERB],
+            "resourceNames": [operator_cluster_role],
+        }
+    )
+    return rules
 
 
 def uncovered(rules: Iterable[PolicyRule], *, by: Iterable[PolicyRule]) -> list[tuple[str, str, str]]:
