@@ -41,10 +41,11 @@ _ATOMIC: Final[dict[str, Any]] = {"x-kubernetes-list-type": "atomic"}
 
 
 class _Model(BaseModel):
-    """Closed object: unknown keys are errors, as the API server prunes or rejects them."""
+    """Closed, immutable object: unknown keys are errors, as the API server prunes or rejects them."""
 
     model_config = ConfigDict(
         extra="forbid",
+        frozen=True,
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
@@ -384,6 +385,7 @@ class MCPServerStatus(BaseModel):
     # Tolerant on read: status written by ToolHive's Go operator carries hashes we do not use.
     model_config = ConfigDict(
         extra="ignore",
+        frozen=True,
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
