@@ -3,8 +3,11 @@
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from discovery import selectors
+from toolhive.testing import _selectors as loopback_selectors
 
 LABELS = {"team": "a", "env": "prod", "tier": ""}
 
@@ -266,3 +269,38 @@ def test_valid_label_keys_are_accepted(key: str) -> None:
 @pytest.mark.parametrize("value", ["", "a", "A-b_c.d", "9" * 63])
 def test_valid_label_values_are_accepted(value: str) -> None:
     assert selectors.validate_label_value(value) is None
+
+
+# Property: the rendered query string selects exactly what the selector matches, as read by the loopback
+# API's own parser (written separately, from the Kubernetes documentation). Empty values inside a multi-value
+# set (`k in (,a)`) are left out: Kubernetes accepts them, the loopback parser drops them (reported).
+KEYS = ["team", "example.com/tier", "a.b_c-d"]
+VALUES = ["a", "b", "x.y-z_1"]
+requirements = st.one_of(
+    st.builds(
+        lambda key, operator, values: {"key": key, "operator": operator, "values": values},
+        st.sampled_from(KEYS),
+        st.sampled_from(["In", "NotIn"]),
+        st.one_of(st.lists(st.sampled_from(VALUES), min_size=1, max_size=3), st.just([""])),
+    ),
+    st.builds(
+        lambda key, operator: {"key": key, "operator": operator},
+        st.sampled_from(KEYS),
+        st.sampled_from(["Exists", "DoesNotExist"]),
+    ),
+)
+raw_selectors = st.builds(
+    lambda labels, expressions: {"matchLabels": labels, "matchExpressions": expressions},
+    st.dictionaries(st.sampled_from(KEYS), st.sampled_from(["", *VALUES]), max_size=2),
+    st.lists(requirements, max_size=3),
+).filter(lambda raw: raw["matchLabels"] or raw["matchExpressions"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=raw_selectors, labels=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(["", *VALUES])))
+def test_the_rendered_query_string_selects_what_the_selector_matches(
+    raw: dict[str, Any], labels: dict[str, str]
+) -> None:
+    selector = parse_valid(raw)
+    parsed = loopback_selectors.parse_label_selector(selector.render())
+    assert parsed.matches(labels) is selector.matches(labels)
