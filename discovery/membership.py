@@ -6,20 +6,21 @@ differs from what is stored. Only RoleBindings labelled as managed by discovery 
 ever the subject of an action; any other RoleBinding, even one with our name, is reported as a conflict and
 left alone.
 
-One namespace's life (phases are what `status` publishes; arrows are what the plan does):
+One namespace's life (states are what `status` publishes; arrows name the plan's action):
 
-        selected, namespace exists              grant observed with our roleRef and subject
-  absent ---------------------------> pending ---------------------------------------------> member
-     ^          (Create)                 ^  |                                                 |  ^
-     |                                   |  | drift in roleRef/subjects, grant being deleted  |  |
-     |                                   |  +-- (Repair / Recreate) <-------------------------+  |
-     |                                   |                                                       |
-     |                   unselected, denied, namespace terminating (MarkDraining)                |
-     |                                   v                                                       |
-     +----------------------------- draining ----------- re-selected (Restore) -----------------+
-        grantee annotated `released`,     (grant kept by its finalizer; the grantee stops work
-        or the grace period ran out       there and removes its own finalizers, then says so)
-        (Revoke: drop finalizer, delete)
+                   Create                          grant observed with our roleRef and subject
+     absent -------------------------> pending ----------------------------------------------> member
+       ^    selected, namespace exists    ^                                                     |  ^
+       |                                  |   Repair / Recreate: roleRef or subjects drifted,   |  |
+       |                                  +--------- or someone deleted the grant --------------+  |
+       |                                                                                           |
+       |            MarkDraining: unselected, denied or terminating (a namespace with a grant)     |
+       |                                        |                                                  |
+       |                                        v               Restore: selected again            |
+       +------------------------------------ draining ---------------------------------------------+
+          Revoke (drop our finalizer, delete)      meanwhile the grantee stops work there, removes
+          once the grantee annotated `released`,   its own finalizers, then annotates `released`;
+          or when the grace period ran out         our finalizer keeps its access until then
 
 The grace period bounds the wait on a grantee that is down, so a namespace never stays Terminating because of
 us; the finalizer on the grant keeps the grantee's access while a terminating namespace is cleaned up.
