@@ -120,6 +120,7 @@ class OperatorRbac:
         self.release_namespace = release_namespace
         self.cluster_role = cluster_role
         self.service_account = "toolhive-operator"
+        self._cluster_scoped: list[str] = []
 
     def install(self) -> None:
         admin = self.admin
@@ -137,6 +138,11 @@ class OperatorRbac:
         )
 
     def uninstall(self) -> None:
+        for name in self._cluster_scoped:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                self.admin.rbac.delete_cluster_role_binding(name)
+            with contextlib.suppress(kubernetes.client.ApiException):
+                self.admin.rbac.delete_cluster_role(name)
         with contextlib.suppress(kubernetes.client.ApiException):
             self.admin.rbac.delete_cluster_role(self.cluster_role)
 
@@ -162,6 +168,41 @@ class OperatorRbac:
                 ],
             },
         )
+
+    def allow_membership_read(self, resource_name: str) -> None:
+        """Cluster-scoped read of one NamespaceDiscovery object, as the chart grants in discovery mode."""
+        name = f"{self.cluster_role}-read-{resource_name}"
+        self.admin.rbac.create_cluster_role(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": name},
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "resources": ["namespacediscoveries"],
+                        "resourceNames": [resource_name],
+                        "verbs": ["get", "list", "watch"],
+                    }
+                ],
+            }
+        )
+        self.admin.rbac.create_cluster_role_binding(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": self.service_account,
+                        "namespace": self.release_namespace,
+                    }
+                ],
+            }
+        )
+        self._cluster_scoped.append(name)
 
     def kubeconfig(self) -> Path:
         token = self.admin.cluster.token_for_serviceaccount(self.release_namespace, self.service_account)
