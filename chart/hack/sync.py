@@ -183,13 +183,14 @@ def build_schema(values_text: str) -> dict[str, Any]:
     # A parent chart passes `global` to every subchart; accept it untouched.
     properties["global"] = {"type": "object", "description": "Values shared by a parent chart."}
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "toolhive-operator chart values",
         "description": "Generated from values.yaml by chart/hack/sync.py; do not edit by hand.",
         "type": "object",
         "additionalProperties": False,
         "properties": properties,
-        "$defs": DEFS,
+        # Draft-07 (`definitions`) rather than 2020-12 (`$defs`): every Helm 3 and 4 release validates it.
+        "definitions": DEFS,
     }
 
 

@@ -50,7 +50,8 @@ def leaves(
 def resolve(schema: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if ref:
-        return resolve(SCHEMA["$defs"][ref.rsplit("/", 1)[1]])
+        section, name = ref.removeprefix("#/").split("/")
+        return resolve(SCHEMA[section][name])
     return schema
 
 
