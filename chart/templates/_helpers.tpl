@@ -42,7 +42,7 @@ hash of the whole name. Takes the name as its context.
 {{- define "toolhive-operator.discoveryName" -}}
 {{- $full := include "toolhive-operator.fullname" . }}
 {{- if hasSuffix "-operator" $full }}
-{{- printf "%s-discovery" (trimSuffix "-operator" $full) }}
+{{- include "toolhive-operator.fit" (printf "%s-discovery" (trimSuffix "-operator" $full)) }}
 {{- else }}
 {{- include "toolhive-operator.fit" (printf "%s-discovery" $full) }}
 {{- end }}

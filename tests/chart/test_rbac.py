@@ -231,9 +231,14 @@ def test_cluster_scoped_names_follow_the_release(helm: helm_tool.Helm, chart: Pa
     assert bind["resourceNames"] == ["thv-toolhive-operator-manager-role"]
 
 
-def test_long_release_names_still_give_valid_unique_names(helm: helm_tool.Helm, chart: Path) -> None:
+def test_long_names_are_fitted_to_63_characters_and_stay_unique(helm: helm_tool.Helm, chart: Path) -> None:
     release = "a-long-release-name-for-a-platform-team-that-likes-it"  # helm allows 53 characters
-    docs = helm.template(chart, values=objects.NAMESPACED, release=release, namespace="n" * 63)
-    names = [doc["metadata"]["name"] for doc in docs]
-    assert all(len(name) <= 63 for name in names), names
-    assert len({objects.key(doc) for doc in docs}) == len(docs)
+    long_base = {"fullnameOverride": "x" * 54 + "-operator"}  # 63 characters
+    renders = [
+        helm.template(chart, values=objects.NAMESPACED, release=release, namespace="n" * 63),
+        helm.template(chart, values=objects.merged(objects.DISCOVERY, long_base), release=release),
+    ]
+    for docs in renders:
+        names = [doc["metadata"]["name"] for doc in docs]
+        assert all(len(name) <= 63 for name in names), names
+        assert len({objects.key(doc) for doc in docs}) == len(docs)
