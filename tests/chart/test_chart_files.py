@@ -19,6 +19,7 @@ import yaml
 
 from tests.chart import objects
 from tests.tools import helm as helm_tool
+from toolhive import cli
 
 GOLDEN = Path(__file__).parent / "golden"
 REGENERATE = os.environ.get("TOOLHIVE_REGENERATE_GOLDEN") == "1"
@@ -101,3 +102,13 @@ def test_dockerfile_runs_the_console_script_as_the_charts_non_root_user(chart: P
     assert "toolhive-operator" in scripts
     values = yaml.safe_load((chart / "values.yaml").read_text())
     assert values["operator"]["containerSecurityContext"]["runAsUser"] == int(user[1])
+
+
+def test_container_args_are_commands_of_the_console_script(helm: helm_tool.Helm, chart: Path) -> None:
+    parser = cli.build_parser()
+    docs = helm.template(chart, values=objects.DISCOVERY)
+    commands = {}
+    for deployment in objects.of_kind(docs, "Deployment"):
+        args = objects.container(deployment)["args"]
+        commands[deployment["metadata"]["name"]] = parser.parse_args(args).command
+    assert commands == {"toolhive-operator": "run", "toolhive-discovery": "discovery"}
