@@ -123,4 +123,4 @@ class RawKube:
                     if line.strip():
                         yield json.loads(line)
         finally:
-            resp.release_conn()
+            resp.close()  # never hand a half-read stream back to the pool
