@@ -92,7 +92,7 @@ class NamespaceDiscoverySpec(_Model):
         description="Namespaces that are members whatever their labels (once they exist).",
     )
     deny_namespaces: list[NamespaceName] = Field(
-        default_factory=lambda: list(DEFAULT_DENY_NAMESPACES),
+        default=list(DEFAULT_DENY_NAMESPACES),  # a plain default so the CRD shows it; pydantic copies it
         alias="denyNamespaces",
         description="Namespaces that are never members, whatever their labels or the static list. "
         "kube-system, kube-public and kube-node-lease stay protected even when removed from this list.",
