@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 
 from opentelemetry import trace
 
-from discovery import kube
+from discovery import kube, leader
 from toolhive import apply, health, reconcile, scope, settings
 from toolhive import metrics as metrics_module
 from toolhive.builders.inputs import BuildConfig
@@ -25,6 +26,9 @@ from toolhive.workqueue import Result, Trigger
 
 log = logging.getLogger(__name__)
 
+DRAIN_SECONDS = 10.0
+"""How long shutdown waits for running passes; well inside the pod's 30 s termination grace period."""
+
 
 async def run(
     config: settings.Settings,
@@ -32,7 +36,7 @@ async def run(
     kubeconfig: str | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until `stop` is set (forever when None)."""
+    """Run until `stop` is set (forever when None); with leader election, act only while leading."""
     stop = stop or asyncio.Event()
     metrics = metrics_module.Metrics(process="operator")
 
@@ -40,6 +44,56 @@ async def run(
         metrics.observe_api_request(verb=verb, resource=resource, code=code)
 
     api = await kube.Api.connect(kubeconfig=kubeconfig or config.kubeconfig, on_response=on_response)
+    metrics_server = None
+    if config.observability.metrics_port:
+        metrics_server = metrics_module.serve_metrics(metrics, port=config.observability.metrics_port)
+    probes = None
+    if config.observability.health_port:
+
+        async def ready() -> tuple[bool, str]:
+            # Leader and standby alike are ready while the API answers: a standby is doing its job.
+            alive = await api.ping()
+            return alive, "api reachable" if alive else "api unreachable"
+
+        probes = await health.start(port=config.observability.health_port, ready_check=ready)
+
+    async def work() -> None:
+        await _serve(config, api=api, metrics=metrics)
+
+    if config.leader_election.enabled:
+        elector = leader.LeaderElector(api, lease_config(config, name="toolhive-operator"))
+        main = asyncio.create_task(elector.run(work), name="leader election")
+    else:
+        main = asyncio.create_task(work(), name="operator")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        await asyncio.wait([stopping, main], return_when=asyncio.FIRST_COMPLETED)
+        if main.done():
+            main.result()  # a crash of the serving work ends the process (the pod restarts)
+    finally:
+        stopping.cancel()
+        main.cancel()  # drains in-flight passes, then releases the lease
+        await asyncio.gather(main, stopping, return_exceptions=True)
+        if probes is not None:
+            await probes.cleanup()
+        if metrics_server is not None:
+            metrics_server.close()
+        await api.close()
+
+
+def lease_config(config: settings.Settings, *, name: str) -> leader.LeaseConfig:
+    election = config.leader_election
+    return leader.LeaseConfig(
+        name=name,
+        namespace=config.pod_namespace,
+        identity=config.pod_name or socket.gethostname(),
+        lease_seconds=election.lease_duration_seconds,
+        renew_seconds=election.renew_seconds,
+    )
+
+
+async def _serve(config: settings.Settings, *, api: kube.Api, metrics: metrics_module.Metrics) -> None:
+    """The operator proper: multiplexer, scope following and resync, until cancelled."""
     applier = apply.Applier(api)
     mux: Multiplexer
     ctx: reconcile.Context
@@ -66,38 +120,24 @@ async def run(
         build=BuildConfig.from_settings(config),
         on_reconciled=on_reconciled,
     )
-
-    tasks = [asyncio.create_task(mux.queue.run(), name="workqueue")]
-    tasks.append(asyncio.create_task(_follow_scope(config, api=api, mux=mux, applier=applier), name="scope"))
+    queue = asyncio.create_task(mux.queue.run(), name="workqueue")
+    feeders = [asyncio.create_task(_follow_scope(config, api=api, mux=mux, applier=applier), name="scope")]
     if config.operator.resync_seconds > 0:
-        tasks.append(asyncio.create_task(_resync(mux, period=config.operator.resync_seconds), name="resync"))
-    metrics_server = None
-    if config.observability.metrics_port:
-        metrics_server = metrics_module.serve_metrics(metrics, port=config.observability.metrics_port)
-    probes = None
-    if config.observability.health_port:
-
-        async def ready() -> tuple[bool, str]:
-            alive = await api.ping()
-            return alive, "api reachable" if alive else "api unreachable"
-
-        probes = await health.start(port=config.observability.health_port, ready_check=ready)
+        feeders.append(
+            asyncio.create_task(_resync(mux, period=config.operator.resync_seconds), name="resync")
+        )
     try:
-        stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopping and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        await asyncio.gather(queue, *feeders)
     finally:
-        for task in tasks:
+        # Stopping (SIGTERM, lost lease) or failed: no new work, let running passes finish (bounded),
+        # then stop. An abandoned pass is harmless: every step is idempotent and the next leader redoes it.
+        for task in feeders:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*feeders, return_exceptions=True)
+        await mux.queue.drain(timeout=DRAIN_SECONDS)
+        queue.cancel()
+        await asyncio.gather(queue, return_exceptions=True)
         await mux.stop()
-        if probes is not None:
-            await probes.cleanup()
-        if metrics_server is not None:
-            metrics_server.close()
-        await api.close()
 
 
 async def _follow_scope(

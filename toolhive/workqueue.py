@@ -66,6 +66,7 @@ class WorkQueue(Generic[K]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._finished = asyncio.Event()  # set whenever a pass ends
+        self._closed = False  # draining: no new passes start
 
     # -- producers ------------------------------------------------------------------------------------
 
@@ -123,6 +124,16 @@ class WorkQueue(Generic[K]):
             self._finished.clear()
             await self._finished.wait()
 
+    async def drain(self, *, timeout: float) -> bool:
+        """Stop starting passes and wait up to `timeout` for running ones; True if all finished."""
+        self._closed = True
+        self._wakeup.set()
+        try:
+            await asyncio.wait_for(self.wait_inactive(list(self._active)), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def join(self) -> None:
         """Return once nothing is queued, scheduled or running."""
         await self._idle.wait()
@@ -141,7 +152,7 @@ class WorkQueue(Generic[K]):
 
     async def _worker(self) -> None:
         while True:
-            while not self._ready:
+            while not self._ready or self._closed:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             key = self._ready.popleft()
