@@ -31,8 +31,13 @@ from discovery import grants, informer, kube, membership, models, policy
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-# A namespace never seen before counts as "not selected": only a real change opens a decision span.
-_BASELINE: Final = (False, str(policy.Reason.NOT_SELECTED))
+# Non-member reasons that say nothing about the namespace itself: moving between them (a selector becoming
+# invalid, say) is not worth a span and a log line for every namespace in the cluster.
+_QUIET: Final = frozenset(
+    {policy.Reason.NOT_SELECTED, policy.Reason.INVALID_SELECTOR, policy.Reason.NOT_FOUND}
+)
+# A namespace never seen before counts as quietly not selected: only a real change opens a decision span.
+_BASELINE: Final = (False, "quiet")
 # Slack added to grace wake-ups, so the pass that wakes finds the deadline passed.
 _TIMER_SLACK: Final = 0.05
 _MAX_BACKOFF: Final = 30.0
@@ -305,7 +310,7 @@ class Controller:
         """One `discovery.decide` span and one log line per namespace whose decision changed."""
         acting = {action.namespace for action in plan.actions}
         for name, decision in plan.decisions.items():
-            current = (decision.member, str(decision.reason))
+            current = _significant(decision)
             # A namespace first seen with a write to do (a restart) gets its span too: it explains the write.
             first_write = name in acting and name not in self._decisions
             if current == self._decisions.get(name, _BASELINE) and not first_write:
@@ -331,7 +336,7 @@ class Controller:
                         "reason": str(decision.reason),
                     },
                 )
-        self._decisions = {name: (d.member, str(d.reason)) for name, d in plan.decisions.items()}
+        self._decisions = {name: _significant(decision) for name, decision in plan.decisions.items()}
 
     def _remember(self, outcome: grants.Outcome) -> None:
         key = (outcome.action.namespace, outcome.action.name)
@@ -394,6 +399,12 @@ async def run(
         if own:
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+def _significant(decision: policy.Decision) -> tuple[bool, str]:
+    if not decision.member and decision.reason in _QUIET:
+        return _BASELINE
+    return (decision.member, str(decision.reason))
 
 
 def _condition(conditions: Iterable[Mapping[str, Any]], kind: str) -> Mapping[str, Any]:
