@@ -430,12 +430,21 @@ def _role_ref(binding: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 class _RoleLookup:
-    """Roles by name for one resolution, listed from the store only when first needed."""
+    """Roles by name, listed from the store only when first needed; lives for one store version at most."""
 
     def __init__(self, objects: RbacObjects) -> None:
         self._objects = objects
         self._cluster_roles: dict[str, Mapping[str, Any]] | None = None
         self._roles: dict[str, dict[str, Mapping[str, Any]]] = {}
+        self._parsed: dict[tuple[str, str, str], tuple[_Rule, ...] | None] = {}
+
+    def rules(self, kind: str, name: str, namespace: str) -> tuple[_Rule, ...] | None:
+        """The parsed rules of a role, or None if it does not exist."""
+        key = (kind, namespace, name)
+        if key not in self._parsed:
+            role = self.get(kind, name, namespace)
+            self._parsed[key] = None if role is None else _parse_rules(role)
+        return self._parsed[key]
 
     def get(self, kind: str, name: str, namespace: str) -> Mapping[str, Any] | None:
         if kind == "ClusterRole":
@@ -478,6 +487,7 @@ class Authorizer:
         version = getattr(objects, "rbac_version", None)
         self._version: Callable[[], int] | None = version if callable(version) else None
         self._cache: tuple[int, dict[tuple[UserInfo, str], _Resolution]] = (-1, {})
+        self._lookup: tuple[int, _RoleLookup] = (-1, _RoleLookup(objects))
 
     # -- request authorization --
 
@@ -700,7 +710,7 @@ class Authorizer:
 
     def _resolution(self, user: UserInfo, namespace: str) -> _Resolution:
         if self._version is None:
-            return self._resolve(user, namespace)
+            return self._resolve(user, namespace, _RoleLookup(self._objects))
         before = self._version()
         cache = self._cache
         if cache[0] != before:
@@ -709,7 +719,10 @@ class Authorizer:
         hit = cache[1].get(key)
         if hit is not None:
             return hit
-        resolution = self._resolve(user, namespace)
+        lookup = self._lookup
+        if lookup[0] != before:
+            lookup = self._lookup = (before, _RoleLookup(self._objects))
+        resolution = self._resolve(user, namespace, lookup[1])
         # Cache only what was computed against one unchanged version: a write racing with this
         # resolution must not leave a stale entry behind.
         if self._version() == before:
@@ -718,11 +731,10 @@ class Authorizer:
             cache[1][key] = resolution
         return resolution
 
-    def _resolve(self, user: UserInfo, namespace: str) -> _Resolution:
+    def _resolve(self, user: UserInfo, namespace: str, roles: _RoleLookup) -> _Resolution:
         """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings."""
         grants: list[_Grant] = []
         errors: list[str] = []
-        roles = _RoleLookup(self._objects)
         bindings: list[tuple[str, Mapping[str, Any]]] = [
             ("ClusterRoleBinding", b) for b in self._objects.rbac_objects("ClusterRoleBinding")
         ]
@@ -744,8 +756,8 @@ class Authorizer:
             if ref_kind not in ("Role", "ClusterRole"):
                 errors.append(f"unsupported role reference kind: {_go_quote(ref_kind)}")
                 continue
-            role = roles.get(ref_kind, ref_name, binding_namespace)
-            if role is None:
+            rules = roles.rules(ref_kind, ref_name, binding_namespace)
+            if rules is None:
                 # The authorizer reads roles through client-go listers, whose NotFound names the kind.
                 errors.append(f"{ref_kind.lower()}.{RBAC_GROUP} {_go_quote(ref_name)} not found")
                 continue
@@ -755,7 +767,7 @@ class Authorizer:
                 f"{binding_kind} {_go_quote(label)} of {ref_kind} {_go_quote(ref_name)} "
                 f"to {_describe_subject(subject, binding_namespace)}"
             )
-            grants.append(_Grant(source, _parse_rules(role)))
+            grants.append(_Grant(source, rules))
         return _Resolution(tuple(grants), tuple(errors))
 
 
