@@ -9,7 +9,8 @@ count on the next request. Semantics follow kubernetes/kubernetes `plugin/pkg/au
 Aggregated ClusterRoles: as in Kubernetes the authorizer reads only `rules`; `aggregate_cluster_roles`
 computes what the clusterrole-aggregation controller writes there, for the server to apply after ClusterRole
 writes. Not implemented: impersonation, user `extra`/uid, the Node authorizer, webhook/OIDC/x509
-authentication, and JWT ServiceAccount tokens (tokens are opaque random strings).
+authentication, JWT ServiceAccount tokens (tokens are opaque random strings) and token expiry (a token
+works until its ServiceAccount is deleted).
 """
 
 from __future__ import annotations
