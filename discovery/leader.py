@@ -87,10 +87,18 @@ class LeaderElector:
 
     async def _acquire(self) -> None:
         announced = False
-        while not await self.try_acquire_or_renew():
-            if not announced:
-                log.info("standing by: lease %s is held by another replica", self.config.name)
-                announced = True
+        failing = False
+        while True:
+            try:
+                if await self.try_acquire_or_renew():
+                    break
+                if not announced:
+                    log.info("standing by: lease %s is held by another replica", self.config.name)
+                    announced = True
+            except kube.ApiError as error:  # e.g. 403 before the chart's Role exists: keep campaigning
+                if not failing:
+                    log.warning("cannot campaign for lease %s yet: %s", self.config.name, error)
+                    failing = True
             await asyncio.sleep(self.config.retry_seconds)
         log.info("leading: acquired lease %s as %s", self.config.name, self.config.identity)
 

@@ -137,6 +137,41 @@ class OperatorRbac:
             }
         )
 
+    def allow_leases(self) -> None:
+        """Leader election: leases in the release namespace only, as the chart's Role grants."""
+        namespace = self.release_namespace
+        self.admin.rbac.create_namespaced_role(
+            namespace,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "toolhive-operator-leases"},
+                "rules": [
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                    }
+                ],
+            },
+        )
+        self.admin.rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "toolhive-operator-leases"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "toolhive-operator-leases",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": self.service_account, "namespace": namespace}
+                ],
+            },
+        )
+
     def uninstall(self) -> None:
         for name in self._cluster_scoped:
             with contextlib.suppress(kubernetes.client.ApiException):

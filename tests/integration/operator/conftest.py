@@ -73,8 +73,8 @@ def start_operator(
             "operator": {"resync_seconds": 300},
             "pod_namespace": operator_rbac.release_namespace,
         }
-        for group, fields in overrides.items():
-            values[group] = {**values.get(group, {}), **fields}
+        for key, value in overrides.items():
+            values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
         config = settings.Settings(**values)
 
         async def main(stop: asyncio.Event) -> None:

@@ -148,3 +148,20 @@ def test_run_cancels_work_when_the_lease_is_lost() -> None:
 
     asyncio.run(scenario())
     assert cancelled.is_set()
+
+
+def test_an_api_error_while_campaigning_is_retried_not_fatal() -> None:
+    store, clock = LeaseStore(), Clock()
+    failures = [kube.ApiError(403, {"reason": "Forbidden"})] * 2
+    original = store.get_or_none
+
+    async def flaky(res: kube.Resource, name: str, *, namespace: str | None = None) -> Body | None:
+        if failures:
+            raise failures.pop()
+        return await original(res, name, namespace=namespace)
+
+    store.get_or_none = flaky  # type: ignore[method-assign]
+    config = leader.LeaseConfig(name="op", namespace="ns", identity="a", retry_seconds=0.001)
+    candidate = leader.LeaderElector(store, config, clock=clock)  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(candidate._acquire(), timeout=5))
+    assert candidate.is_leader and not failures
