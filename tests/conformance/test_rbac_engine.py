@@ -700,7 +700,7 @@ def test_role_escalation_message_reports_resolution_errors() -> None:
     authz = authorizer(cluster_binding("b", "gone", user("alice")))
     message = escalation(authz, ALICE, cluster_role("c", rule("get", "core", "pods")))
     assert message is not None
-    assert message.endswith('; resolution errors: [clusterrole.rbac.authorization.k8s.io "gone" not found]')
+    assert message.endswith('; resolution errors: [clusterroles.rbac.authorization.k8s.io "gone" not found]')
 
 
 def test_aggregation_rule_needs_full_authority() -> None:

@@ -390,10 +390,30 @@ class _Grant:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Resolution:
     grants: tuple[_Grant, ...]
-    errors: tuple[str, ...]
+    # (roleRef kind, roleRef name) of bindings whose role could not be resolved.
+    failures: tuple[tuple[str, str], ...]
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Resolution errors as the authorizer words them (client-go listers name the kind, singular)."""
+        return tuple(_resolution_error(kind, name, registry=False) for kind, name in self.failures)
+
+    @property
+    def registry_errors(self) -> tuple[str, ...]:
+        """The same errors as the rbac registry's resolver words them (storage names the resource)."""
+        return tuple(_resolution_error(kind, name, registry=True) for kind, name in self.failures)
 
     def rules(self) -> list[_Rule]:
         return [rule for grant in self.grants for rule in grant.rules]
+
+
+def _resolution_error(kind: str, name: str, *, registry: bool) -> str:
+    if kind not in ("Role", "ClusterRole"):
+        return f"unsupported role reference kind: {_go_quote(kind)}"
+    # The authorizer reads roles through client-go listers, whose NotFound names the kind ("role"); the
+    # rbac registry reads them from storage, whose NotFound names the resource ("roles").
+    resource = kind.lower() + "s" if registry else kind.lower()
+    return f"{resource}.{RBAC_GROUP} {_go_quote(name)} not found"
 
 
 def _subject_applies(user: UserInfo, subject: Mapping[str, Any], namespace: str) -> bool:
@@ -671,7 +691,7 @@ class Authorizer:
             "permissions not currently held:\n" + "\n".join(descriptions)
         )
         if resolution.errors:
-            text += f"; resolution errors: [{_aggregate(resolution.errors)}]"
+            text += f"; resolution errors: [{_aggregate(resolution.registry_errors)}]"
         return _forbidden(resource, name, text)
 
     # -- SelfSubjectRulesReview --
@@ -735,7 +755,7 @@ class Authorizer:
     def _resolve(self, user: UserInfo, namespace: str, roles: _RoleLookup) -> _Resolution:
         """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings."""
         grants: list[_Grant] = []
-        errors: list[str] = []
+        failures: list[tuple[str, str]] = []
         bindings: list[tuple[str, Mapping[str, Any]]] = [
             ("ClusterRoleBinding", b) for b in self._objects.rbac_objects("ClusterRoleBinding")
         ]
@@ -755,12 +775,11 @@ class Authorizer:
                 continue
             _, ref_kind, ref_name = _role_ref(binding)
             if ref_kind not in ("Role", "ClusterRole"):
-                errors.append(f"unsupported role reference kind: {_go_quote(ref_kind)}")
+                failures.append((ref_kind, ref_name))
                 continue
             rules = roles.rules(ref_kind, ref_name, binding_namespace)
             if rules is None:
-                # The authorizer reads roles through client-go listers, whose NotFound names the kind.
-                errors.append(f"{ref_kind.lower()}.{RBAC_GROUP} {_go_quote(ref_name)} not found")
+                failures.append((ref_kind, ref_name))
                 continue
             binding_name = str(_meta(binding).get("name") or "")
             label = binding_name if binding_kind == "ClusterRoleBinding" else f"{binding_name}/{namespace}"
@@ -769,7 +788,7 @@ class Authorizer:
                 f"to {_describe_subject(subject, binding_namespace)}"
             )
             grants.append(_Grant(source, rules))
-        return _Resolution(tuple(grants), tuple(errors))
+        return _Resolution(tuple(grants), tuple(failures))
 
 
 def _forbidden(resource: str, name: str, text: str) -> Denial:
