@@ -553,6 +553,12 @@ def test_forbidden_message_quotes_like_go() -> None:
     )
 
 
+def test_forbidden_message_escapes_html_characters_like_kube_apiserver() -> None:
+    assert authorizer().forbidden_message(url(ALICE, "get", "/a<b>&c")) == (
+        'forbidden: User "alice" cannot get path "/a&lt;b&gt;&amp;c"'
+    )
+
+
 def test_forbidden_status_body_has_kubernetes_shape() -> None:
     body = authorizer().forbidden_status(attrs(ALICE, "get", "deployments", group="apps", ns="a", name="d"))
     assert body == {

@@ -552,6 +552,8 @@ class Authorizer:
                 f"User {user} cannot {attrs.verb} resource {_go_quote(resource)} "
                 f"in API group {_go_quote(attrs.api_group)} {where}"
             )
+        # kube-apiserver escapes &, < and > so the text never looks like HTML (the reason is not escaped).
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         reason = self.decide(attrs).reason
         if reason and not reason.startswith("RBAC: allowed"):
             text = f"{text}: {reason}"
