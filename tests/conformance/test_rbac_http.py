@@ -587,3 +587,38 @@ def test_role_ref_is_immutable(kube: RawKube, namespace: str) -> None:
     assert response.status == 422
     assert response.reason == "Invalid"
     assert "cannot change roleRef" in response.message
+
+
+def test_escalate_limited_by_resource_names_allows_updating_only_that_role(rbac: Rbac, kube: RawKube) -> None:
+    ns = rbac.namespace
+    path = f"{RBAC_V1}/namespaces/{ns}/roles"
+    for name in ("tunable", "fixed"):
+        created(kube.post(path, role(name, rule("get", "core", "configmaps"))))
+    client = rbac.serviceaccount()
+    rbac.grant("robot", rule("get update", RBAC, "roles"), rule("escalate", RBAC, "roles", "tunable"))
+    rbac.eventually_can(client, verb="escalate", resource="roles", group=RBAC, name="tunable")
+    for name, status in (("tunable", 200), ("fixed", 403)):
+        current = client.get(f"{path}/{name}").body
+        current["rules"].append(rule("delete", "core", "secrets"))
+        assert client.put(f"{path}/{name}", current).status == status, name
+
+
+def test_cluster_role_binding_needs_bind_at_cluster_scope(rbac: Rbac, kube: RawKube) -> None:
+    ns = rbac.namespace
+    target = rbac.cluster_role(rule("get", "core", "secrets"))
+    client = rbac.serviceaccount()
+    rbac.cluster_grant("robot", rule("create", RBAC, "clusterrolebindings"))
+    rbac.grant("robot", rule("bind", RBAC, "clusterroles", target))  # bind only inside the test namespace
+    rbac.eventually_can(client, verb="create", resource="clusterrolebindings", group=RBAC, namespace="")
+    rbac.eventually_can(client, verb="bind", resource="clusterroles", group=RBAC, name=target)
+    name = cluster_mod.unique_name("rbac-test")
+    rbac.cleanup.append(f"{RBAC_V1}/clusterrolebindings/{name}")
+    crb = cluster_role_binding(name, target, sa_subject(ns, "x"))
+    denied = client.post(f"{RBAC_V1}/clusterrolebindings", crb)
+    assert denied.status == 403
+    assert denied.message.startswith(
+        f'clusterrolebindings.rbac.authorization.k8s.io "{name}" is forbidden: user '
+    )
+    rbac.cluster_grant("robot", rule("bind", RBAC, "clusterroles", target))
+    rbac.eventually_can(client, verb="bind", resource="clusterroles", group=RBAC, name=target, namespace="")
+    created(client.post(f"{RBAC_V1}/clusterrolebindings", crb))
