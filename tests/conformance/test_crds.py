@@ -36,7 +36,9 @@ WIDGET_SCHEMA: dict[str, Any] = {
 }
 
 
-def widget_crd(group: str, *, scope: str = "Namespaced", versions: tuple[str, ...] = ("v1",)) -> dict[str, Any]:
+def widget_crd(
+    group: str, *, scope: str = "Namespaced", versions: tuple[str, ...] = ("v1",)
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -46,8 +48,13 @@ def widget_crd(group: str, *, scope: str = "Namespaced", versions: tuple[str, ..
             "scope": scope,
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
             "versions": [
-                {"name": v, "served": True, "storage": i == 0, "schema": {"openAPIV3Schema": WIDGET_SCHEMA},
-                 "subresources": {"status": {}}}
+                {
+                    "name": v,
+                    "served": True,
+                    "storage": i == 0,
+                    "schema": {"openAPIV3Schema": WIDGET_SCHEMA},
+                    "subresources": {"status": {}},
+                }
                 for i, v in enumerate(versions)
             ],
         },
@@ -82,8 +89,12 @@ def test_a_created_crd_is_established_and_discoverable(kube: RawKube, group: str
     assert [v["version"] for v in group_doc["versions"]] == ["v1", "v1beta1"]
 
 
-def test_custom_resources_are_created_with_generation_and_defaults(kube: RawKube, group: str, namespace: str) -> None:
-    created = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets", widget("w", {"size": 3}, group=group))
+def test_custom_resources_are_created_with_generation_and_defaults(
+    kube: RawKube, group: str, namespace: str
+) -> None:
+    created = kube.post(
+        f"/apis/{group}/v1/namespaces/{namespace}/widgets", widget("w", {"size": 3}, group=group)
+    )
     assert created.status == 201, created.body
     assert created.body["metadata"]["generation"] == 1
     assert created.body["spec"] == {"size": 3, "color": "red"}, "the schema default is applied"
@@ -98,18 +109,36 @@ def test_every_served_version_reads_the_same_object(kube: RawKube, group: str, n
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"size": 70000}, "spec.size: Invalid value: 70000: spec.size in body should be less than or equal to 10"),
+        (
+            {"size": 70000},
+            "spec.size: Invalid value: 70000: spec.size in body should be less than or equal to 10",
+        ),
         ({"size": 0}, "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"),
-        ({"size": "big"}, 'spec.size: Invalid value: "string": spec.size in body must be of type integer: "string"'),
-        ({"size": 1, "color": "green"}, 'spec.color: Unsupported value: "green": supported values: "red", "blue"'),
+        (
+            {"size": "big"},
+            'spec.size: Invalid value: "string": spec.size in body must be of type integer: "string"',
+        ),
+        (
+            {"size": 1, "color": "green"},
+            'spec.color: Unsupported value: "green": supported values: "red", "blue"',
+        ),
         ({}, "spec.size: Required value"),
         ({"size": 1, "name": "toolong"}, "spec.name: Too long: may not be more than 5 bytes"),
         ({"size": 1, "name": "AB"}, "spec.name in body should match '^[a-z]+$'"),
         ({"size": 1, "tags": ["a", "b", "c"]}, "spec.tags: Too many: 3: must have at most 2 items"),
         ({"size": 1, "port": 1.5}, "spec.port in body must be of type integer,string"),
     ],
-    ids=["above maximum", "below minimum", "wrong type", "not in enum", "missing required", "too long",
-         "pattern mismatch", "too many items", "int-or-string"],
+    ids=[
+        "above maximum",
+        "below minimum",
+        "wrong type",
+        "not in enum",
+        "missing required",
+        "too long",
+        "pattern mismatch",
+        "too many items",
+        "int-or-string",
+    ],
 )
 def test_schema_violations_are_422_with_the_field_path(
     kube: RawKube, group: str, namespace: str, spec: dict[str, Any], message: str
@@ -123,14 +152,21 @@ def test_schema_violations_are_422_with_the_field_path(
 
 def test_unknown_fields_are_pruned_except_where_preserved(kube: RawKube, group: str, namespace: str) -> None:
     spec = {"size": 1, "bogus": True, "free": {"anything": {"goes": 1}}}
-    created = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets", widget("w", spec, group=group)).body
+    created = kube.post(
+        f"/apis/{group}/v1/namespaces/{namespace}/widgets", widget("w", spec, group=group)
+    ).body
     assert "bogus" not in created["spec"]
     assert created["spec"]["free"] == {"anything": {"goes": 1}}
 
 
-def test_unknown_fields_are_400_with_strict_field_validation(kube: RawKube, group: str, namespace: str) -> None:
-    response = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets",
-                         widget("w", {"size": 1, "bogus": True}, group=group), query={"fieldValidation": "Strict"})
+def test_unknown_fields_are_400_with_strict_field_validation(
+    kube: RawKube, group: str, namespace: str
+) -> None:
+    response = kube.post(
+        f"/apis/{group}/v1/namespaces/{namespace}/widgets",
+        widget("w", {"size": 1, "bogus": True}, group=group),
+        query={"fieldValidation": "Strict"},
+    )
     assert response.status == 400 and 'unknown field "spec.bogus"' in response.message
 
 
@@ -171,7 +207,12 @@ def test_cluster_scoped_crds_serve_objects_without_a_namespace(kube: RawKube) ->
         cluster_mod.poll(lambda: kube.get(f"/apis/{group}/v1").status == 200)
         created = kube.post(f"/apis/{group}/v1/widgets", widget("w", {"size": 1}, group=group))
         assert created.status == 201 and "namespace" not in created.body["metadata"]
-        assert kube.post(f"/apis/{group}/v1/namespaces/default/widgets", widget("x", {"size": 1}, group=group)).status == 404
+        assert (
+            kube.post(
+                f"/apis/{group}/v1/namespaces/default/widgets", widget("x", {"size": 1}, group=group)
+            ).status
+            == 404
+        )
     finally:
         kube.delete(f"{CRDS}/widgets.{group}")
 
@@ -189,9 +230,15 @@ def test_deleting_a_crd_deletes_its_objects_and_stops_serving(kube: RawKube, nam
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["metadata"].update(name="wrong.example.com"), 'must be spec.names.plural+"."+spec.group'),
+        (
+            lambda c: c["metadata"].update(name="wrong.example.com"),
+            'must be spec.names.plural+"."+spec.group',
+        ),
         (lambda c: c["spec"].update(scope="Galaxy"), 'spec.scope: Unsupported value: "Galaxy"'),
-        (lambda c: c["spec"]["versions"][0].update(storage=False), "must have exactly one version marked as storage"),
+        (
+            lambda c: c["spec"]["versions"][0].update(storage=False),
+            "must have exactly one version marked as storage",
+        ),
         (lambda c: c["spec"]["versions"][0].pop("schema"), "schemas are required"),
     ],
     ids=["name is not plural.group", "unknown scope", "no storage version", "no schema"],
@@ -210,8 +257,12 @@ def test_the_project_mcpserver_crd_rejects_an_out_of_range_proxy_port(kube: RawK
         assert kube.post(CRDS, crd).status == 201
     version = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
     cluster_mod.poll(lambda: kube.get(f"/apis/toolhive.stacklok.dev/{version}").status == 200)
-    body = {"apiVersion": f"toolhive.stacklok.dev/{version}", "kind": "MCPServer", "metadata": {"name": "bad"},
-            "spec": {"image": "ghcr.io/example/mcp:1", "proxyPort": 70000}}
+    body = {
+        "apiVersion": f"toolhive.stacklok.dev/{version}",
+        "kind": "MCPServer",
+        "metadata": {"name": "bad"},
+        "spec": {"image": "ghcr.io/example/mcp:1", "proxyPort": 70000},
+    }
     response = kube.post(f"/apis/toolhive.stacklok.dev/{version}/namespaces/{namespace}/mcpservers", body)
     assert response.status == 422
     assert (

@@ -63,7 +63,10 @@ def deployment(name: str, *, image: str = "nginx:1.27", replicas: int = 1) -> di
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": image}]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
         },
     }
 
@@ -95,8 +98,12 @@ def test_server_defaults_are_filled_in_for_deployments_and_services(kube: RawKub
     created = kube.post(f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment("web")).body
     assert created["spec"]["strategy"]["type"] == "RollingUpdate"
     assert created["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
     svc = kube.post(f"/api/v1/namespaces/{namespace}/services", service).body
     assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["clusterIP"]
     assert svc["spec"]["ports"][0] == {"port": 80, "protocol": "TCP", "targetPort": 80}
@@ -117,22 +124,33 @@ def test_create_in_a_missing_namespace_is_404_for_the_namespace(kube: RawKube) -
     ],
     ids=["uppercase and underscore", "too long"],
 )
-def test_invalid_object_names_are_422_naming_metadata_name(kube: RawKube, namespace: str, name: str, detail: str) -> None:
+def test_invalid_object_names_are_422_naming_metadata_name(
+    kube: RawKube, namespace: str, name: str, detail: str
+) -> None:
     response = kube.post(f"/api/v1/namespaces/{namespace}/configmaps", configmap(name))
     assert response.status == 422 and response.reason == "Invalid"
-    assert response.message.startswith(f'ConfigMap "{name}" is invalid: metadata.name: Invalid value: "{name}": ')
+    assert response.message.startswith(
+        f'ConfigMap "{name}" is invalid: metadata.name: Invalid value: "{name}": '
+    )
     assert detail in response.message
     assert response.body["details"]["causes"][0]["field"] == "metadata.name"
 
 
 def test_namespace_names_must_be_dns_labels(kube: RawKube) -> None:
-    response = kube.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}})
+    response = kube.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}}
+    )
     assert response.status == 422
     assert "a lowercase RFC 1123 label must consist of" in response.message
 
 
 def test_service_names_must_be_dns_1035_labels(kube: RawKube, namespace: str) -> None:
-    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "1svc"},
+        "spec": {"ports": [{"port": 80}]},
+    }
     response = kube.post(f"/api/v1/namespaces/{namespace}/services", body)
     assert response.status == 422 and "a DNS-1035 label must consist of" in response.message
 
@@ -152,8 +170,11 @@ def test_invalid_labels_are_422_naming_metadata_labels(
 
 
 def test_valid_prefixed_labels_are_accepted(kube: RawKube, namespace: str) -> None:
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "labels": {"toolhive.stacklok.dev/enabled": "true", "empty": ""}}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "a", "labels": {"toolhive.stacklok.dev/enabled": "true", "empty": ""}},
+    }
     assert kube.post(f"/api/v1/namespaces/{namespace}/configmaps", body).status == 201
 
 
@@ -166,7 +187,9 @@ def test_generate_name_appends_a_random_suffix(kube: RawKube, namespace: str) ->
 
 
 def test_neither_name_nor_generate_name_is_422(kube: RawKube, namespace: str) -> None:
-    response = kube.post(f"/api/v1/namespaces/{namespace}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap"})
+    response = kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps", {"apiVersion": "v1", "kind": "ConfigMap"}
+    )
     assert response.status == 422
     assert "metadata.name: Required value: name or generateName is required" in response.message
 
@@ -177,8 +200,11 @@ def test_neither_name_nor_generate_name_is_422(kube: RawKube, namespace: str) ->
         (None, b"{not json", "application/json"),
         ({"apiVersion": "v1", "metadata": {"name": "a"}}, None, "application/json"),
         ({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}, None, "application/json"),
-        ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "other"}}, None,
-         "application/json"),
+        (
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "other"}},
+            None,
+            "application/json",
+        ),
     ],
     ids=["malformed json", "missing kind", "kind of another resource", "namespace differs from the URL"],
 )
@@ -191,7 +217,9 @@ def test_undecodable_or_mismatched_bodies_are_400(
 
 def test_yaml_bodies_are_accepted(kube: RawKube, namespace: str) -> None:
     raw = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n"
-    response = kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", raw=raw, ctype="application/yaml")
+    response = kube.request(
+        "POST", f"/api/v1/namespaces/{namespace}/configmaps", raw=raw, ctype="application/yaml"
+    )
     assert response.status == 201 and response.body["data"] == {"k": "v"}
 
 
@@ -246,21 +274,43 @@ def test_builtin_kinds_of_every_listed_group_are_served(kube: RawKube, namespace
     bodies = {
         f"/api/v1/namespaces/{namespace}/serviceaccounts": {"apiVersion": "v1", "kind": "ServiceAccount"},
         f"/api/v1/namespaces/{namespace}/pods": {
-            "apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+        },
         f"/api/v1/namespaces/{namespace}/events": {
-            "apiVersion": "v1", "kind": "Event", "involvedObject": {"kind": "Pod", "name": "x", "namespace": namespace},
-            "reason": "Test", "message": "hello"},
+            "apiVersion": "v1",
+            "kind": "Event",
+            "involvedObject": {"kind": "Pod", "name": "x", "namespace": namespace},
+            "reason": "Test",
+            "message": "hello",
+        },
         f"/apis/apps/v1/namespaces/{namespace}/statefulsets": {
-            "apiVersion": "apps/v1", "kind": "StatefulSet", "spec": deployment("x")["spec"]},
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "spec": deployment("x")["spec"],
+        },
         f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles": {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
         f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases": {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": "me"}},
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "spec": {"holderIdentity": "me"},
+        },
         f"/apis/events.k8s.io/v1/namespaces/{namespace}/events": {
-            "apiVersion": "events.k8s.io/v1", "kind": "Event", "eventTime": "2026-01-01T00:00:00.000000Z",
-            "reportingController": "t", "reportingInstance": "t", "action": "Test", "reason": "Test", "type": "Normal",
-            "regarding": {"kind": "Pod", "name": "x", "namespace": namespace}},
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "t",
+            "reportingInstance": "t",
+            "action": "Test",
+            "reason": "Test",
+            "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "x", "namespace": namespace},
+        },
     }
     for path, body in bodies.items():
         body = {**body, "metadata": {"name": "x"}}

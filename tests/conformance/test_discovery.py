@@ -26,8 +26,14 @@ def test_group_list_names_every_builtin_group(kube: RawKube, path: str) -> None:
     body = kube.get(path).body
     assert body["kind"] == "APIGroupList"
     names = {g["name"] for g in body["groups"]}
-    assert {"apps", "rbac.authorization.k8s.io", "coordination.k8s.io", "events.k8s.io",
-            "apiextensions.k8s.io", "authorization.k8s.io"} <= names
+    assert {
+        "apps",
+        "rbac.authorization.k8s.io",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "apiextensions.k8s.io",
+        "authorization.k8s.io",
+    } <= names
     apps = next(g for g in body["groups"] if g["name"] == "apps")
     assert apps["preferredVersion"] == {"groupVersion": "apps/v1", "version": "v1"}
 
@@ -52,7 +58,9 @@ def test_group_document_lists_its_versions(kube: RawKube, path: str) -> None:
     assert body["versions"] == [{"groupVersion": "apps/v1", "version": "v1"}]
 
 
-@pytest.mark.parametrize("path", ["/apis/apps/v1", "/apis/apps/v1/"], ids=["apps v1", "apps v1 with trailing slash"])
+@pytest.mark.parametrize(
+    "path", ["/apis/apps/v1", "/apis/apps/v1/"], ids=["apps v1", "apps v1 with trailing slash"]
+)
 def test_group_version_resource_list(kube: RawKube, path: str) -> None:
     body = kube.get(path).body
     names = {r["name"] for r in body["resources"]}

@@ -14,7 +14,9 @@ def cm(name: str, **meta: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, **meta}}
 
 
-def test_delete_with_a_finalizer_sets_deletion_timestamp_and_keeps_the_object(kube: RawKube, namespace: str) -> None:
+def test_delete_with_a_finalizer_sets_deletion_timestamp_and_keeps_the_object(
+    kube: RawKube, namespace: str
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     kube.post(path, cm("held", finalizers=["example.com/hold"]))
     deleted = kube.delete(f"{path}/held")
@@ -44,8 +46,9 @@ def test_no_new_finalizers_may_be_added_while_deleting(kube: RawKube, namespace:
     kube.delete(f"{path}/held")
     response = kube.patch(f"{path}/held", {"metadata": {"finalizers": ["example.com/a", "example.com/new"]}})
     assert response.status == 422
-    assert "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted" in (
-        response.message
+    assert (
+        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"
+        in (response.message)
     )
 
 
@@ -93,8 +96,16 @@ def test_an_active_namespace_accepts_creates(kube: RawKube, namespace: str) -> N
 
 
 def owned_by(owner: dict[str, Any], *, block: bool = False) -> list[dict[str, Any]]:
-    return [{"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-             "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": block}]
+    return [
+        {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": block,
+        }
+    ]
 
 
 def test_background_garbage_collection_deletes_dependents(kube: RawKube, namespace: str) -> None:
@@ -132,9 +143,12 @@ def test_orphan_propagation_keeps_dependents_and_drops_the_reference(kube: RawKu
 def test_foreground_deletion_waits_for_blocking_dependents(kube: RawKube, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     owner = kube.post(path, cm("owner")).body
-    kube.post(path, cm("blocker", ownerReferences=owned_by(owner, block=True), finalizers=["example.com/hold"]))
-    deleted = kube.delete(f"{path}/owner", {"kind": "DeleteOptions", "apiVersion": "v1",
-                                            "propagationPolicy": "Foreground"})
+    kube.post(
+        path, cm("blocker", ownerReferences=owned_by(owner, block=True), finalizers=["example.com/hold"])
+    )
+    deleted = kube.delete(
+        f"{path}/owner", {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+    )
     assert "foregroundDeletion" in deleted.body["metadata"]["finalizers"]
     poll(lambda: kube.get(f"{path}/blocker").body["metadata"].get("deletionTimestamp"))
     assert kube.get(f"{path}/owner").status == 200, "the blocking dependent holds the owner"

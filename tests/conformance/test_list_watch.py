@@ -36,7 +36,9 @@ def until_sentinel(kube: RawKube, path: str, sentinel: str, **query: Any) -> lis
 
 
 def names(response: Any) -> list[str]:
-    return [i["metadata"]["name"] for i in response.body["items"] if i["metadata"]["name"] != "kube-root-ca.crt"]
+    return [
+        i["metadata"]["name"] for i in response.body["items"] if i["metadata"]["name"] != "kube-root-ca.crt"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -52,18 +54,36 @@ def names(response: Any) -> list[str]:
         ("env=prod,tier=web", ["a"]),
         ("env in (prod),!tier", ["c"]),
     ],
-    ids=["equality", "double equals", "inequality includes unlabelled", "in", "notin includes unlabelled",
-         "exists", "does not exist", "and of two", "set-based and negation"],
+    ids=[
+        "equality",
+        "double equals",
+        "inequality includes unlabelled",
+        "in",
+        "notin includes unlabelled",
+        "exists",
+        "does not exist",
+        "and of two",
+        "set-based and negation",
+    ],
 )
-def test_label_selectors_filter_lists(kube: RawKube, labelled: str, selector: str, expected: list[str]) -> None:
+def test_label_selectors_filter_lists(
+    kube: RawKube, labelled: str, selector: str, expected: list[str]
+) -> None:
     assert names(kube.get(labelled, labelSelector=selector)) == expected
 
 
 @pytest.mark.parametrize(
     "selector",
     ["env in prod", "env in (prod", "=prod", "env=prod,", "bad key!=x", "env=bad value", "env notin ()"],
-    ids=["in without parentheses", "unclosed parenthesis", "no key", "trailing comma", "invalid key",
-         "invalid value", "empty set"],
+    ids=[
+        "in without parentheses",
+        "unclosed parenthesis",
+        "no key",
+        "trailing comma",
+        "invalid key",
+        "invalid value",
+        "empty set",
+    ],
 )
 def test_malformed_label_selectors_are_400(kube: RawKube, labelled: str, selector: str) -> None:
     response = kube.get(labelled, labelSelector=selector)
@@ -73,8 +93,12 @@ def test_malformed_label_selectors_are_400(kube: RawKube, labelled: str, selecto
 def test_field_selectors_on_name_and_namespace(kube: RawKube, labelled: str, namespace: str) -> None:
     assert names(kube.get(labelled, fieldSelector="metadata.name=b")) == ["b"]
     assert names(kube.get(labelled, fieldSelector="metadata.name!=b")) == ["a", "c", "d"]
-    everywhere = kube.get("/api/v1/configmaps", fieldSelector=f"metadata.namespace={namespace},metadata.name=a")
-    assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in everywhere.body["items"]] == [(namespace, "a")]
+    everywhere = kube.get(
+        "/api/v1/configmaps", fieldSelector=f"metadata.namespace={namespace},metadata.name=a"
+    )
+    assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in everywhere.body["items"]] == [
+        (namespace, "a")
+    ]
 
 
 def test_an_unsupported_field_selector_is_400(kube: RawKube, labelled: str) -> None:
@@ -117,13 +141,18 @@ def test_watch_from_a_resource_version_replays_only_later_events(kube: RawKube, 
     kube.delete(f"{path}/before")
     kube.post(path, cm("zz-end"))
     assert until_sentinel(kube, path, "zz-end", resourceVersion=rv) == [
-        ("ADDED", "after"), ("MODIFIED", "after"), ("DELETED", "before")
+        ("ADDED", "after"),
+        ("MODIFIED", "after"),
+        ("DELETED", "before"),
     ]
 
 
 def test_watch_without_a_resource_version_starts_with_the_current_state(kube: RawKube, labelled: str) -> None:
     kube.post(labelled, cm("zz-end", {"env": "prod"}))
-    assert until_sentinel(kube, labelled, "zz-end", labelSelector="env=prod") == [("ADDED", "a"), ("ADDED", "c")]
+    assert until_sentinel(kube, labelled, "zz-end", labelSelector="env=prod") == [
+        ("ADDED", "a"),
+        ("ADDED", "c"),
+    ]
 
 
 def test_timeout_seconds_ends_the_watch(kube: RawKube, namespace: str) -> None:
@@ -131,7 +160,10 @@ def test_timeout_seconds_ends_the_watch(kube: RawKube, namespace: str) -> None:
 
     start = time.monotonic()
     rv = kube.get(f"/api/v1/namespaces/{namespace}/configmaps").body["metadata"]["resourceVersion"]
-    assert list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps", resourceVersion=rv, timeoutSeconds=1)) == []
+    assert (
+        list(kube.watch(f"/api/v1/namespaces/{namespace}/configmaps", resourceVersion=rv, timeoutSeconds=1))
+        == []
+    )
     assert 0.9 < time.monotonic() - start < 5
 
 
@@ -140,7 +172,9 @@ def test_bookmarks_arrive_only_when_allowed(loopback: Any, kube: RawKube, namesp
     rv = kube.get(path).body["metadata"]["resourceVersion"]
     interval, loopback.bookmark_interval = loopback.bookmark_interval, 0.2
     try:
-        with_bookmarks = [next(kube.watch(path, resourceVersion=rv, timeoutSeconds=5, allowWatchBookmarks="true"))]
+        with_bookmarks = [
+            next(kube.watch(path, resourceVersion=rv, timeoutSeconds=5, allowWatchBookmarks="true"))
+        ]
         without = list(kube.watch(path, resourceVersion=rv, timeoutSeconds=1))
     finally:
         loopback.bookmark_interval = interval
@@ -150,7 +184,9 @@ def test_bookmarks_arrive_only_when_allowed(loopback: Any, kube: RawKube, namesp
     assert without == []
 
 
-def test_a_too_old_resource_version_gets_a_410_error_event(loopback: Any, kube: RawKube, namespace: str) -> None:
+def test_a_too_old_resource_version_gets_a_410_error_event(
+    loopback: Any, kube: RawKube, namespace: str
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     kube.post(path, cm("x"))
     old_rv = kube.get(path).body["metadata"]["resourceVersion"]
@@ -176,7 +212,9 @@ def test_a_selector_watch_sees_deleted_on_exit_and_added_on_entry(kube: RawKube,
     kube.patch(f"{path}/m", {"data": {"k": "v"}})
     kube.post(path, cm("zz-end", {"team": "a"}))
     assert until_sentinel(kube, path, "zz-end", resourceVersion=rv, labelSelector="team=a") == [
-        ("DELETED", "m"), ("ADDED", "n"), ("MODIFIED", "n")
+        ("DELETED", "m"),
+        ("ADDED", "n"),
+        ("MODIFIED", "n"),
     ]
     first = next(kube.watch(path, resourceVersion=rv, labelSelector="team=a", timeoutSeconds=5))
     assert "team" not in first["object"]["metadata"].get("labels", {}), "DELETED carries the new state"
@@ -187,7 +225,9 @@ def test_namespace_watch_with_a_label_selector(kube: RawKube, cluster: Any) -> N
     name = cluster.create_namespace("w", labels={"watch-test": "yes"})
     try:
         kube.patch(f"/api/v1/namespaces/{name}", {"metadata": {"labels": {"watch-test": None}}})
-        events = kube.watch("/api/v1/namespaces", resourceVersion=rv, labelSelector="watch-test=yes", timeoutSeconds=10)
+        events = kube.watch(
+            "/api/v1/namespaces", resourceVersion=rv, labelSelector="watch-test=yes", timeoutSeconds=10
+        )
         seen = [(e["type"], e["object"]["metadata"]["name"]) for _, e in zip(range(2), events, strict=False)]
         assert seen == [("ADDED", name), ("DELETED", name)]
     finally:
@@ -195,8 +235,14 @@ def test_namespace_watch_with_a_label_selector(kube: RawKube, cluster: Any) -> N
 
 
 def test_send_initial_events_streams_state_then_a_marked_bookmark(kube: RawKube, labelled: str) -> None:
-    stream = kube.watch(labelled, sendInitialEvents="true", resourceVersionMatch="NotOlderThan",
-                        allowWatchBookmarks="true", labelSelector="env=prod", timeoutSeconds=10)
+    stream = kube.watch(
+        labelled,
+        sendInitialEvents="true",
+        resourceVersionMatch="NotOlderThan",
+        allowWatchBookmarks="true",
+        labelSelector="env=prod",
+        timeoutSeconds=10,
+    )
     events = [e for _, e in zip(range(3), stream, strict=False)]
     assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
     assert events[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -214,7 +260,10 @@ def test_a_watch_of_one_object_by_name(kube: RawKube, labelled: str) -> None:
     kube.patch(f"{labelled}/a", {"data": {"k": "2"}})
     kube.patch(f"{labelled}/b", {"data": {"k": "2"}})
     events = kube.watch(labelled, resourceVersion=rv, fieldSelector="metadata.name=b", timeoutSeconds=10)
-    seen = [(e["object"]["metadata"]["name"], e["object"]["data"]["k"]) for _, e in zip(range(2), events, strict=False)]
+    seen = [
+        (e["object"]["metadata"]["name"], e["object"]["data"]["k"])
+        for _, e in zip(range(2), events, strict=False)
+    ]
     assert seen == [("b", "1"), ("b", "2")]
 
 

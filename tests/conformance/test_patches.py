@@ -63,7 +63,10 @@ def test_json_patch_applies_operations_in_order(kube: RawKube, namespace: str) -
 def test_json_patch_with_a_failing_test_op_is_422_and_changes_nothing(kube: RawKube, namespace: str) -> None:
     path = make_cm(kube, namespace, a="1")
     before = kube.get(path).body
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": "0"}, {"op": "add", "path": "/data/b", "value": "2"}]
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "0"},
+        {"op": "add", "path": "/data/b", "value": "2"},
+    ]
     response = kube.patch(path, ops, JSON_PATCH)
     assert response.status == 422 and response.reason == "Invalid" and response.body["kind"] == "Status"
     assert kube.get(path).body == before
@@ -72,7 +75,10 @@ def test_json_patch_with_a_failing_test_op_is_422_and_changes_nothing(kube: RawK
 def test_json_patch_with_a_passing_test_op_applies(kube: RawKube, namespace: str) -> None:
     path = make_cm(kube, namespace, a="1")
     rv = kube.get(path).body["metadata"]["resourceVersion"]
-    ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "add", "path": "/data/b", "value": "2"}]
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+        {"op": "add", "path": "/data/b", "value": "2"},
+    ]
     assert kube.patch(path, ops, JSON_PATCH).body["data"] == {"a": "1", "b": "2"}
 
 
@@ -84,13 +90,30 @@ def test_json_patch_removing_a_missing_path_is_422(kube: RawKube, namespace: str
 def test_strategic_merge_patch_merges_containers_env_and_ports_by_key(kube: RawKube, namespace: str) -> None:
     base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     containers = [
-        {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 80}]},
+        {
+            "name": "app",
+            "image": "app:1",
+            "env": [{"name": "A", "value": "1"}],
+            "ports": [{"containerPort": 80}],
+        },
         {"name": "side", "image": "side:1"},
     ]
     kube.post(base, deployment("web", containers))
-    patch = {"spec": {"template": {"spec": {"containers": [
-        {"name": "app", "env": [{"name": "B", "value": "2"}], "ports": [{"containerPort": 81}]}
-    ]}}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "env": [{"name": "B", "value": "2"}],
+                            "ports": [{"containerPort": 81}],
+                        }
+                    ]
+                }
+            }
+        }
+    }
     patched = kube.patch(f"{base}/web", patch, SMP).body
     by_name = {c["name"]: c for c in patched["spec"]["template"]["spec"]["containers"]}
     assert set(by_name) == {"app", "side"}, "the sidecar survives: containers merge by name"
@@ -107,7 +130,9 @@ def test_strategic_merge_patch_delete_directive_removes_a_keyed_item(kube: RawKu
     assert [c["name"] for c in patched["spec"]["template"]["spec"]["containers"]] == ["app"]
 
 
-def test_strategic_merge_patch_on_a_list_without_a_patch_key_replaces_it(kube: RawKube, namespace: str) -> None:
+def test_strategic_merge_patch_on_a_list_without_a_patch_key_replaces_it(
+    kube: RawKube, namespace: str
+) -> None:
     base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
     kube.post(base, deployment("web", [{"name": "app", "image": "a:1", "args": ["one", "two"]}]))
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "args": ["three"]}]}}}}
@@ -120,7 +145,9 @@ def test_strategic_merge_patch_of_finalizers_is_a_set_union(kube: RawKube, names
     kube.patch(path, {"metadata": {"finalizers": ["example.com/a"]}}, SMP)
     merged = kube.patch(path, {"metadata": {"finalizers": ["example.com/b"]}}, SMP).body
     assert merged["metadata"]["finalizers"] == ["example.com/a", "example.com/b"]
-    kube.patch(path, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a", "example.com/b"]}}, SMP)
+    kube.patch(
+        path, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/a", "example.com/b"]}}, SMP
+    )
 
 
 def test_server_side_apply_requires_a_field_manager(kube: RawKube, namespace: str) -> None:
@@ -129,9 +156,13 @@ def test_server_side_apply_requires_a_field_manager(kube: RawKube, namespace: st
     assert response.status == 400 and "fieldManager is required" in response.message
 
 
-def test_server_side_apply_creates_when_missing_and_records_managed_fields(kube: RawKube, namespace: str) -> None:
+def test_server_side_apply_creates_when_missing_and_records_managed_fields(
+    kube: RawKube, namespace: str
+) -> None:
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}
-    created = kube.patch(f"/api/v1/namespaces/{namespace}/configmaps/cm", body, APPLY, query={"fieldManager": "me"})
+    created = kube.patch(
+        f"/api/v1/namespaces/{namespace}/configmaps/cm", body, APPLY, query={"fieldManager": "me"}
+    )
     assert created.status == 201
     managed = created.body["metadata"]["managedFields"]
     mine = [m for m in managed if m["manager"] == "me"]
@@ -141,14 +172,26 @@ def test_server_side_apply_creates_when_missing_and_records_managed_fields(kube:
 
 def test_server_side_apply_accepts_yaml(kube: RawKube, namespace: str) -> None:
     raw = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  a: '1'\n"
-    response = kube.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/cm", raw=raw, ctype=APPLY,
-                            query={"fieldManager": "me"})
+    response = kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/cm",
+        raw=raw,
+        ctype=APPLY,
+        query={"fieldManager": "me"},
+    )
     assert response.status == 201 and response.body["data"] == {"a": "1"}
 
 
-def test_reapplying_with_the_same_manager_removes_fields_it_no_longer_sets(kube: RawKube, namespace: str) -> None:
+def test_reapplying_with_the_same_manager_removes_fields_it_no_longer_sets(
+    kube: RawKube, namespace: str
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps/cm"
-    first = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1", "b": "2"}}
+    first = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cm"},
+        "data": {"a": "1", "b": "2"},
+    }
     kube.patch(path, first, APPLY, query={"fieldManager": "me"})
     kube.patch(path, {"data": {"other": "x"}}, MERGE, query={"fieldManager": "someone-else"})
     second = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}
@@ -156,11 +199,15 @@ def test_reapplying_with_the_same_manager_removes_fields_it_no_longer_sets(kube:
     assert applied["data"] == {"a": "1", "other": "x"}, "b is dropped, the other manager's field stays"
 
 
-def test_applying_a_field_another_manager_set_differently_is_409_unless_forced(kube: RawKube, namespace: str) -> None:
+def test_applying_a_field_another_manager_set_differently_is_409_unless_forced(
+    kube: RawKube, namespace: str
+) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps/cm"
-    kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
-              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}},
-              query={"fieldManager": "creator"})
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}},
+        query={"fieldManager": "creator"},
+    )
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "2"}}
     conflict = kube.patch(path, config, APPLY, query={"fieldManager": "me"})
     assert conflict.status == 409 and conflict.reason == "Conflict"
@@ -168,15 +215,19 @@ def test_applying_a_field_another_manager_set_differently_is_409_unless_forced(k
     assert conflict.body["details"]["causes"][0]["reason"] == "FieldManagerConflict"
     forced = kube.patch(path, config, APPLY, query={"fieldManager": "me", "force": "true"})
     assert forced.status == 200 and forced.body["data"] == {"a": "2"}
-    owners = {m["manager"] for m in forced.body["metadata"]["managedFields"] if "f:a" in json.dumps(m["fieldsV1"])}
+    owners = {
+        m["manager"] for m in forced.body["metadata"]["managedFields"] if "f:a" in json.dumps(m["fieldsV1"])
+    }
     assert owners == {"me"}
 
 
 def test_applying_the_same_value_another_manager_set_shares_the_field(kube: RawKube, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps/cm"
-    kube.post(f"/api/v1/namespaces/{namespace}/configmaps",
-              {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}},
-              query={"fieldManager": "creator"})
+    kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}},
+        query={"fieldManager": "creator"},
+    )
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}
     assert kube.patch(path, config, APPLY, query={"fieldManager": "me"}).status == 200
 
