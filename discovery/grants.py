@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 _PROPAGATOR: Final = tracecontext.TraceContextTextMapPropagator()
 # Answers that mean our view was stale (or the namespace is going away): gather again, decide again.
-WORLD_MOVED: Final = frozenset({403, 404, 409, 422})
+WORLD_MOVED: Final = frozenset({403, 404, 409})
+
+_MAX_REMEMBERED_FAILURES: Final = 1024
 
 GRANT_KINDS: Final = frozenset(
     {
@@ -93,6 +95,7 @@ class Grants:
         self.observer = observer
         self.writes: collections.Counter[str] = collections.Counter()
         self._event_failures = 0
+        self._failures: set[tuple[str, str, int]] = set()
 
     # -- RoleBindings -------------------------------------------------------------------------------
 
@@ -127,8 +130,14 @@ class Grants:
             except kube.ApiError as error:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
                 span.set_attribute("error.type", str(error.status))
-                moved = error.status in WORLD_MOVED
-                level = logging.INFO if moved else logging.WARNING
+                # Logged once per namespace, write and answer until a write there succeeds (bounded).
+                failure = (action.namespace, str(action.kind), error.status)
+                level = logging.INFO if error.status in WORLD_MOVED else logging.WARNING
+                if failure in self._failures:
+                    level = logging.DEBUG
+                if len(self._failures) >= _MAX_REMEMBERED_FAILURES:
+                    self._failures.clear()  # namespaces come and go; worst case a line is logged again
+                self._failures.add(failure)
                 log.log(
                     level,
                     "%s %s/%s not done (%s); will converge again",
@@ -139,6 +148,7 @@ class Grants:
                     extra={"namespace": action.namespace, "action": str(action.kind), "status": error.status},
                 )
                 return Outcome(action, done=False, retry=True, error=str(error))
+            self._failures = {item for item in self._failures if item[0] != action.namespace}
             log.info(
                 "%s %s/%s: %s",
                 action.kind,

@@ -182,8 +182,15 @@ class Discovery:
         self.start()
 
     def delete(self) -> None:
+        """Delete the object and every grant it left (finalizers dropped first, so no namespace hangs)."""
         with contextlib.suppress(kubernetes.client.ApiException):
             self.admin.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, self.name)
+        for namespace in self.managed():
+            with contextlib.suppress(kubernetes.client.ApiException):
+                self.admin.rbac.patch_namespaced_role_binding(
+                    self.config.rolebinding_name, namespace, {"metadata": {"finalizers": None}}
+                )
+                self.admin.rbac.delete_namespaced_role_binding(self.config.rolebinding_name, namespace)
 
     # -- the custom resource ----------------------------------------------------------------------------
 
