@@ -335,3 +335,35 @@ def test_the_managed_selector_names_both_labels() -> None:
     assert CONFIG.managed_selector == (
         "app.kubernetes.io/managed-by=namespace-discovery,discovery.toolhive.stacklok.dev/owner=main"
     )
+
+
+def test_unlabelling_opens_a_decision_span_with_the_draining_write_under_it(
+    world: World, exporter: InMemorySpanExporter
+) -> None:
+    grant_and_confirm(world)
+    exporter.clear()
+    world.namespace("team-a")
+    world.converge()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    decide, revoke = spans["discovery.decide"], spans["discovery.revoke"]
+    assert decide.attributes is not None and revoke.attributes is not None
+    assert decide.attributes["discovery.decision.member"] is False
+    assert decide.attributes["discovery.decision.reason"] == "NotSelected"
+    assert revoke.attributes["discovery.action"] == "MarkDraining"
+    assert revoke.parent is not None and revoke.parent.span_id == decide.context.span_id
+    # The final revoke, passes later, still belongs to the decision that started the drain.
+    world.clock.now = START + timedelta(seconds=30)
+    exporter.clear()
+    world.converge()
+    final = [span for span in exporter.get_finished_spans() if span.name == "discovery.revoke"]
+    assert [span.attributes["discovery.action"] for span in final if span.attributes] == ["Revoke"]
+    assert final[0].parent is not None and final[0].parent.span_id == decide.context.span_id
+
+
+def test_a_failed_write_is_recorded_on_its_span(world: World, exporter: InMemorySpanExporter) -> None:
+    world.namespace("team-a", **{LABEL: "true"})
+    world.api.failures[("create", "rolebindings")] = kube.ApiError(500, {"reason": "InternalError"})
+    world.converge()
+    grant = next(span for span in exporter.get_finished_spans() if span.name == "discovery.grant")
+    assert grant.status.status_code.name == "ERROR"
+    assert grant.attributes is not None and grant.attributes["error.type"] == "500"
