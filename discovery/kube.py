@@ -18,7 +18,7 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from opentelemetry import trace
@@ -130,6 +130,12 @@ class Api:
         on_response: ResponseHook | None = None,
     ) -> None:
         self.host = host.rstrip("/")
+        split = urlsplit(self.host)
+        # OpenTelemetry's HTTP client conventions require server.address and server.port on every span.
+        self._server_attributes: dict[str, str | int] = {
+            "server.address": split.hostname or "",
+            "server.port": split.port or (443 if split.scheme == "https" else 80),
+        }
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else False
         self._auth = auth
         self.retry = retry
@@ -387,13 +393,16 @@ class Api:
             kind=trace.SpanKind.CLIENT,
             attributes={
                 "http.request.method": method,
+                "url.full": url,
                 "url.path": path.split("?", 1)[0],
+                **self._server_attributes,
                 "k8s.resource": res.plural,
                 "k8s.api.verb": verb,
             },
         ) as span:
             attempt = 0
             while True:
+                error_type = ""
                 try:
                     headers = await self._headers(content_type if data is not None else None)
                     async with self._session.request(method, url, data=data, headers=headers) as resp:
@@ -403,15 +412,18 @@ class Api:
                         if resp.status < 400:
                             return dict(await resp.json(content_type=None))
                         error = await _error(resp)
+                        error_type = str(resp.status)
                 except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                     error = ApiError(503, {"reason": "ConnectionError", "message": repr(exc)})
+                    error_type = type(exc).__qualname__  # no response: the conventions want the exception
                 if error.status not in TRANSIENT or attempt + 1 >= self.retry.attempts:
                     span.set_status(Status(StatusCode.ERROR, error.reason or str(error.status)))
-                    span.set_attribute("error.type", str(error.status))
-                    raise error
+                    span.set_attribute("error.type", error_type)
+                    raise error  # leaving the span records it as an `exception` event
                 self._log_retry(verb, res.plural, error)
                 await asyncio.sleep(self.retry.delay(attempt, error.retry_after))
                 attempt += 1
+                span.set_attribute("http.request.resend_count", attempt)
 
     def _log_retry(self, verb: str, plural: str, error: ApiError) -> None:
         key = (verb, plural, error.status)

@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry import trace
 
 from discovery import kube
-from toolhive import apply, builders, constants, names, resources, status
+from toolhive import apply, builders, constants, names, resources, status, telemetry
 from toolhive.api import validation
 from toolhive.builders.inputs import BuildConfig
 from toolhive.workqueue import Result, Trigger
@@ -68,16 +68,19 @@ async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: C
                 outcome, result = "gone", Result()
             else:
                 meta = body["metadata"]
-                span.set_attribute("k8s.mcpserver.uid", str(meta.get("uid", "")))
+                span.set_attribute("toolhive.mcpserver.uid", str(meta.get("uid", "")))
                 span.set_attribute("toolhive.mcpserver.generation", int(meta.get("generation") or 0))
                 outcome, result = await reconcile(body, ctx=ctx, verify="resync" in reasons)
         except kube.ApiError as error:
-            span.record_exception(error)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{error.status} {error.reason}"))
+            telemetry.mark_error(span, error, description=f"{error.status} {error.reason}")
             outcome = "conflict" if error.status == 409 else "error"
             log.warning(
                 "reconcile failed, will retry",
-                extra={"k8s.namespace.name": namespace, "name": name, "status": error.status},
+                extra={
+                    "k8s.namespace.name": namespace,
+                    "toolhive.mcpserver.name": name,
+                    "status": error.status,
+                },
             )
             result = Result(retry=True)
         span.set_attribute("toolhive.reconcile.outcome", outcome)
