@@ -128,6 +128,7 @@ class Grants:
             try:
                 outcome = await self._send(action, traceparent=_traceparent())
             except kube.ApiError as error:
+                span.record_exception(error)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
                 span.set_attribute("error.type", str(error.status))
                 # Logged once per namespace, write and answer until a write there succeeds (bounded).
