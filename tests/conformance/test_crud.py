@@ -312,8 +312,24 @@ def test_builtin_kinds_of_every_listed_group_are_served(kube: RawKube, namespace
             "regarding": {"kind": "Pod", "name": "x", "namespace": namespace},
         },
     }
-    for path, body in bodies.items():
-        body = {**body, "metadata": {"name": "x"}}
-        response = kube.post(path, body)
+    for path, partial in bodies.items():
+        response = kube.post(path, {**partial, "metadata": {"name": "x"}})
         assert response.status == 201, (path, response.body)
         assert kube.get(f"{path}/x").status == 200
+
+
+def test_unknown_fields_of_builtin_kinds_are_dropped(kube: RawKube, namespace: str) -> None:
+    body = {**configmap("a", k="v"), "bogus": 1}
+    body["metadata"]["extra"] = "x"  # type: ignore[index]
+    created = kube.post(f"/api/v1/namespaces/{namespace}/configmaps", body).body
+    assert "bogus" not in created and "extra" not in created["metadata"]
+
+
+def test_unknown_fields_of_builtin_kinds_are_400_with_strict_field_validation(
+    kube: RawKube, namespace: str
+) -> None:
+    body = {**configmap("a", k="v"), "bogus": 1}
+    response = kube.post(
+        f"/api/v1/namespaces/{namespace}/configmaps", body, query={"fieldValidation": "Strict"}
+    )
+    assert response.status == 400 and response.message == 'strict decoding error: unknown field "bogus"'

@@ -1,4 +1,4 @@
-"""Deletion lifecycle: finalizers and deletionTimestamp, namespace termination, garbage collection, roleRef."""
+"""Deletion lifecycle: finalizers, deletionTimestamp, namespace termination, garbage collection, roleRef."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_a_dependent_with_another_live_owner_survives(kube: RawKube, namespace: 
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     first = kube.post(path, cm("first")).body
     second = kube.post(path, cm("second")).body
-    refs = owned_by(first) + [{**owned_by(second)[0], "controller": False}]
+    refs = [*owned_by(first), {**owned_by(second)[0], "controller": False}]
     kube.post(path, cm("shared", ownerReferences=refs))
     kube.delete(f"{path}/first")
     poll(lambda: kube.get(f"{path}/first").status == 404)

@@ -25,7 +25,7 @@ def labelled(kube: RawKube, namespace: str) -> str:
 
 
 def until_sentinel(kube: RawKube, path: str, sentinel: str, **query: Any) -> list[tuple[str, str]]:
-    """Watch events (type, name) up to, not including, the ADDED of `sentinel` (created by the caller last)."""
+    """Watch events (type, name) up to, not including, the ADDED of `sentinel` (created last)."""
     out: list[tuple[str, str]] = []
     for event in kube.watch(path, timeout=10, timeoutSeconds=10, **query):
         pair = (event["type"], event["object"].get("metadata", {}).get("name", ""))

@@ -23,6 +23,91 @@ class DecodeError(ValueError):
     """A body the real server could not decode into its Go type (answered with 400 BadRequest)."""
 
 
+_COMMON = frozenset({"apiVersion", "kind", "metadata"})
+_SPEC_STATUS = frozenset({"spec", "status"})
+TOP_LEVEL: dict[tuple[str, str], frozenset[str]] = {
+    ("", "Namespace"): _SPEC_STATUS,
+    ("", "ServiceAccount"): frozenset({"secrets", "imagePullSecrets", "automountServiceAccountToken"}),
+    ("", "ConfigMap"): frozenset({"data", "binaryData", "immutable"}),
+    ("", "Secret"): frozenset({"data", "stringData", "type", "immutable"}),
+    ("", "Service"): _SPEC_STATUS,
+    ("", "Pod"): _SPEC_STATUS,
+    ("", "Event"): frozenset(
+        {
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        }
+    ),
+    ("apps", "Deployment"): _SPEC_STATUS,
+    ("apps", "StatefulSet"): _SPEC_STATUS,
+    ("rbac.authorization.k8s.io", "Role"): frozenset({"rules"}),
+    ("rbac.authorization.k8s.io", "ClusterRole"): frozenset({"rules", "aggregationRule"}),
+    ("rbac.authorization.k8s.io", "RoleBinding"): frozenset({"subjects", "roleRef"}),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): frozenset({"subjects", "roleRef"}),
+    ("coordination.k8s.io", "Lease"): frozenset({"spec"}),
+    ("events.k8s.io", "Event"): frozenset(
+        {
+            "eventTime",
+            "series",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "regarding",
+            "related",
+            "note",
+            "type",
+            "deprecatedSource",
+            "deprecatedFirstTimestamp",
+            "deprecatedLastTimestamp",
+            "deprecatedCount",
+        }
+    ),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): _SPEC_STATUS,
+}
+OBJECT_META = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+
+
+def unknown_fields(rt: _resources.ResourceType, obj: Mapping[str, Any]) -> list[str]:
+    """Top-level and metadata fields the Go types do not have (the decoder drops them, or 400 if Strict)."""
+    allowed = TOP_LEVEL.get((rt.group, rt.kind))
+    out = [] if allowed is None else sorted(k for k in obj if k not in allowed and k not in _COMMON)
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        out.extend(f"metadata.{k}" for k in sorted(meta) if k not in OBJECT_META)
+    return out
+
+
 def _container_defaults(container: dict[str, Any]) -> None:
     image = str(container.get("image") or "")
     if "imagePullPolicy" not in container:

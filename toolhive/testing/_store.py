@@ -505,6 +505,11 @@ class Store:
         schema = rt.schema or {}
         unknown: list[str] = []
         pruned = _schema.prune(obj, schema, root=True, unknown=unknown)
+        meta = pruned.get("metadata")
+        if isinstance(meta, dict):
+            for key in [k for k in meta if k not in _kinds.OBJECT_META]:
+                unknown.append(f"metadata.{key}")
+                del meta[key]
         if unknown and strict:
             detail = ", ".join(f'unknown field "{u}"' for u in unknown)
             raise bad_request(f"strict decoding error: {detail}")
@@ -577,6 +582,16 @@ class Store:
         if rt.crd:
             errors.extend(self._admit_schema(rt, new, strict=strict))
         else:
+            unknown = _kinds.unknown_fields(rt, new)
+            if unknown and strict:
+                raise bad_request(
+                    "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown)
+                )
+            for field in unknown:
+                if field.startswith("metadata."):
+                    new["metadata"].pop(field.removeprefix("metadata."), None)
+                else:
+                    new.pop(field, None)
             try:
                 _kinds.decode_check(rt, new)
             except _kinds.DecodeError as exc:

@@ -29,6 +29,8 @@ import json
 import os
 import re
 import secrets
+import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ from urllib.parse import urlencode
 import yaml
 from aiohttp import web
 
-from toolhive.testing import _authz, _faults, _resources, _selectors, _store, _validation, kubeconfig
+from toolhive.testing import _authz, _faults, _resources, _selectors, _store, _tls, _validation, kubeconfig
 
 T = TypeVar("T")
 _JSON = "application/json"
@@ -80,6 +82,18 @@ def _not_found_path() -> _store.ApiStatusError:
     )
 
 
+def _tls_context() -> ssl.SSLContext:
+    """A server context with the fixed loopback certificate (ssl wants files, so write them once)."""
+    directory = Path(tempfile.mkdtemp(prefix="loopback-tls-"))
+    cert, key = directory / "tls.crt", directory / "tls.key"
+    cert.write_text(_tls.CERT_PEM)
+    key.write_text(_tls.KEY_PEM)
+    key.chmod(0o600)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 class _Route:
     """A parsed resource URL: /api/v1/... or /apis/<group>/<version>/..."""
 
@@ -114,9 +128,11 @@ class LoopbackApi:
     """A strict, in-process Kubernetes API for tests and demos (context manager; thread-safe facade).
 
     `rbac=True` (the default) authenticates every request (401 without a valid bearer token) and
-    authorizes it with RBAC; `rbac=False` treats every request as the admin user. `history` bounds the
-    per-resource event history (older watch resourceVersions get 410 Gone); `bookmark_interval` is how
-    often idle watches that allow bookmarks get a BOOKMARK.
+    authorizes it with RBAC; `rbac=False` treats every request as the admin user. `tls=True` serves
+    HTTPS with a fixed self-signed certificate (its CA goes into the kubeconfig; kubectl needs it, as it
+    never sends a bearer token over plain HTTP). `history` bounds the per-resource event history (older
+    watch resourceVersions get 410 Gone); `bookmark_interval` is how often idle watches that allow
+    bookmarks get a BOOKMARK.
     """
 
     def __init__(
@@ -127,6 +143,7 @@ class LoopbackApi:
         bookmark_interval: float = 5.0,
         port: int = 0,
         anonymous: bool = False,
+        tls: bool = False,
     ) -> None:
         self.rbac = rbac
         self.bookmark_interval = bookmark_interval
@@ -135,6 +152,7 @@ class LoopbackApi:
         self.authenticator.add_token(self.admin_token, _authz.UserInfo("admin", ("system:masters",)))
         self._history = history
         self._port = port
+        self.tls = tls
         self._store: _store.Store | None = None
         self.authorizer: _authz.Authorizer | None = None
         self.requests = _faults.RequestLog()
@@ -215,12 +233,13 @@ class LoopbackApi:
             app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=4096)
+        context = _tls_context() if self.tls else None
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=4096, ssl_context=context)
         await site.start()
         server = site._server  # the bound socket tells us the random port
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
 
     async def _shutdown(self) -> None:
         if self._store is not None:
@@ -257,7 +276,8 @@ class LoopbackApi:
         self, path: str | os.PathLike[str], *, token: str | None = None, namespace: str = "default"
     ) -> Path:
         """Write a kubeconfig for this server (admin token unless `token` is given); returns the path."""
-        return kubeconfig.write(path, self.url, token or self.admin_token, namespace=namespace)
+        ca = _tls.CERT_PEM if self.tls else None
+        return kubeconfig.write(path, self.url, token or self.admin_token, namespace=namespace, ca_pem=ca)
 
     def _drop_watches(self, pattern: re.Pattern[str] | None) -> int:
         def drop(store: _store.Store) -> int:
@@ -467,9 +487,60 @@ class LoopbackApi:
             return _json_response(body)
         if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], ()):
             return self._resource_list(parts[1], parts[2])
-        if path in ("/openapi/v2", "/openapi/v3"):
-            raise _not_found_path()
+        if path == "/openapi/v3":
+            return _json_response({"paths": self._openapi_index()})
+        if path.startswith("/openapi/v3/"):
+            gv_path = path.removeprefix("/openapi/v3/")
+            if gv_path in self._openapi_index():
+                return _json_response(self._openapi_document(gv_path))
         raise _not_found_path()
+
+    def _openapi_index(self) -> dict[str, Any]:
+        """`/openapi/v3`: one document per group-version (kubectl learns server-side validation there)."""
+        out: dict[str, Any] = {}
+        for group, versions in self.store.groups().items():
+            for version in versions:
+                key = f"apis/{group}/{version}" if group else f"api/{version}"
+                out[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={self.store.rv:016X}"}
+        return out
+
+    def _openapi_document(self, gv_path: str) -> dict[str, Any]:
+        """A paths-only OpenAPI v3 document: which operations exist per kind, with their query parameters.
+
+        It carries no schemas: clients that need them (kubectl's client-side validation) fall back to
+        server-side field validation, which this server performs (`fieldValidation`).
+        """
+        parts = gv_path.split("/")
+        group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+        paths: dict[str, Any] = {}
+        params = [
+            {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+            for name in ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
+        ]
+        for rt in self.store.resource_types(group, version):
+            if rt.virtual:
+                continue
+            gvk = {"group": group, "version": version, "kind": rt.kind}
+            scope = "/namespaces/{namespace}" if rt.namespaced else ""
+            base = f"/{gv_path}{scope}/{rt.plural}"
+            operation = {
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": params,
+                "responses": {"200": {}},
+            }
+            paths[f"{base}/{{name}}"] = {
+                verb: dict(operation, operationId=f"{verb}{rt.kind}")
+                for verb in ("get", "put", "patch", "delete")
+            }
+            paths[base] = {
+                verb: dict(operation, operationId=f"{verb}{rt.kind}List") for verb in ("get", "post")
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+            "paths": paths,
+            "components": {},
+        }
 
     def _resource_list(self, group: str, version: str) -> web.Response:
         resources: list[dict[str, Any]] = []
@@ -962,3 +1033,26 @@ class LoopbackApi:
             if item is None:
                 return
             await response.write(item)
+
+
+def serve_until_interrupted(*, port: int = 0, kubeconfig_path: str | None = None, tls: bool = True) -> int:
+    """`toolhive-operator loopback`: run the API until Ctrl-C; print its URL and admin kubeconfig path.
+
+    HTTPS by default, so kubectl (which sends tokens only over TLS) works with the printed kubeconfig.
+    """
+    stop = threading.Event()
+    with LoopbackApi(port=port, tls=tls) as api:
+        target = (
+            Path(kubeconfig_path)
+            if kubeconfig_path
+            else Path(tempfile.gettempdir()) / (f"toolhive-loopback-{api.url.rsplit(':', 1)[1]}.kubeconfig")
+        )
+        path = api.write_kubeconfig(target)
+        print(f"loopback Kubernetes API serving at {api.url} (Ctrl-C to stop)")
+        print(f"kubeconfig: {path}")
+        print(f"  export KUBECONFIG={path}")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            print("stopping")
+    return 0
