@@ -143,6 +143,13 @@ def _discovery(_: argparse.Namespace) -> int:
     return 0
 
 
+def _loopback(args: argparse.Namespace) -> int:
+    """Run the loopback Kubernetes API until Ctrl-C; print where its kubeconfig is."""
+    from toolhive.testing import server
+
+    return server.serve_until_interrupted(port=args.port, kubeconfig_path=args.kubeconfig, tls=not args.http)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolhive-operator", description=toolhive.__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -155,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         "discovery", help="run namespace discovery (grants the operator's RoleBindings; env-configured)"
     ).set_defaults(func=_discovery)
     commands.add_parser("settings", help="print the effective settings as JSON").set_defaults(func=_settings)
+    loopback_command = commands.add_parser("loopback", help="run the loopback Kubernetes API until Ctrl-C")
+    loopback_command.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: random)")
+    loopback_command.add_argument("--kubeconfig", help="admin kubeconfig path (default: a temp file)")
+    loopback_command.add_argument("--http", action="store_true", help="plain HTTP (kubectl will not work)")
+    loopback_command.set_defaults(func=_loopback)
     crds_command = commands.add_parser("crds", help="generate crds/ from the API models, or check for drift")
     crds_mode = crds_command.add_mutually_exclusive_group(required=True)
     crds_mode.add_argument("--write", action="store_true", help="(re)write the CRD files")
