@@ -143,6 +143,13 @@ def _discovery(_: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """Play the demo on the loopback API (or, with --cluster, on the cluster in KUBECONFIG)."""
+    from toolhive import demo
+
+    return demo.main(keep=args.keep, cluster=args.cluster, verbose=args.verbose)
+
+
 def _loopback(args: argparse.Namespace) -> int:
     """Run the loopback Kubernetes API until Ctrl-C; print where its kubeconfig is."""
     from toolhive.testing import server
@@ -161,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "discovery", help="run namespace discovery (grants the operator's RoleBindings; env-configured)"
     ).set_defaults(func=_discovery)
+    demo_command = commands.add_parser(
+        "demo", help="label a namespace, watch it onboarded, unlabel it, see the trace (loopback API)"
+    )
+    demo_command.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
+    demo_command.add_argument(
+        "--cluster", action="store_true", help="play against the cluster in KUBECONFIG (helm install)"
+    )
+    demo_command.add_argument("--verbose", action="store_true", help="show the processes' log lines")
+    demo_command.set_defaults(func=_demo)
     commands.add_parser("settings", help="print the effective settings as JSON").set_defaults(func=_settings)
     loopback_command = commands.add_parser("loopback", help="run the loopback Kubernetes API until Ctrl-C")
     loopback_command.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: random)")
