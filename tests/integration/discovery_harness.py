@@ -204,11 +204,21 @@ class Discovery:
         return next((c for c in self.status().get("conditions") or [] if c.get("type") == kind), {})
 
     def set_spec(self, spec: Body) -> None:
-        """Replace the spec (a merge patch would merge the selector lists' objects)."""
-        body = self.object()
-        body["spec"] = spec
+        """Replace the spec, retrying when discovery's status write got in between (409)."""
+
+        def replace() -> bool:
+            body = self.object()
+            body["spec"] = spec
+            try:
+                self.admin.custom.replace_cluster_custom_object(GROUP, VERSION, PLURAL, self.name, body)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise
+            return True
+
+        cluster_mod.poll(replace, message=f"replace the spec of {self.name}")
         self.spec = spec
-        self.admin.custom.replace_cluster_custom_object(GROUP, VERSION, PLURAL, self.name, body)
 
     # -- what discovery wrote ---------------------------------------------------------------------------
 
