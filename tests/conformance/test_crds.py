@@ -29,6 +29,20 @@ WIDGET_SCHEMA: dict[str, Any] = {
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
                 "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                 "port": {"x-kubernetes-int-or-string": True},
+                "profile": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string"}, "name": {"type": "string"}},
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "self.type != 'builtin' || self.name in ['none', 'network']",
+                            "message": "name must be 'none' or 'network' when type is 'builtin'",
+                        }
+                    ],
+                },
+                "id": {
+                    "type": "string",
+                    "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "id is immutable"}],
+                },
             },
         },
         "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
@@ -269,3 +283,37 @@ def test_the_project_mcpserver_crd_rejects_an_out_of_range_proxy_port(kube: RawK
         "spec.proxyPort: Invalid value: 70000: spec.proxyPort in body should be less than or equal to 65535"
         in response.message
     )
+
+
+@pytest.mark.parametrize(
+    ("profile", "accepted"),
+    [
+        ({"type": "builtin", "name": "network"}, True),
+        ({"type": "configmap", "name": "x"}, True),
+        ({"type": "builtin", "name": "x"}, False),
+    ],
+    ids=["builtin with a known name", "other type with any name", "builtin with an unknown name"],
+)
+def test_cel_validation_rules_are_enforced(
+    kube: RawKube, group: str, namespace: str, profile: dict[str, str], accepted: bool
+) -> None:
+    body = widget("w", {"size": 1, "profile": profile}, group=group)
+    response = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets", body)
+    if accepted:
+        assert response.status == 201, response.body
+    else:
+        assert response.status == 422
+        assert (
+            "spec.profile: Invalid value: \"object\": name must be 'none' or 'network' when type is 'builtin'"
+            in response.message
+        )
+
+
+def test_cel_transition_rules_compare_with_the_old_object(kube: RawKube, group: str, namespace: str) -> None:
+    base = f"/apis/{group}/v1/namespaces/{namespace}/widgets"
+    assert kube.post(base, widget("w", {"size": 1, "id": "a"}, group=group)).status == 201, (
+        "no oldSelf on create"
+    )
+    assert kube.patch(f"{base}/w", {"spec": {"size": 2}}).status == 200
+    changed = kube.patch(f"{base}/w", {"spec": {"id": "b"}})
+    assert changed.status == 422 and 'spec.id: Invalid value: "string": id is immutable' in changed.message

@@ -1,4 +1,4 @@
-"""kubectl drives the loopback API: get, apply label, delete; skips without kubectl.
+"""kubectl drives the loopback API: get, apply, label, delete; skips without kubectl.
 
 kubectl sends bearer tokens only over TLS, so this module runs its own `LoopbackApi(tls=True)`.
 """

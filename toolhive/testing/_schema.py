@@ -2,8 +2,9 @@
 
 Pure: no I/O. Called by the loopback store for custom resources, in the real server's order
 (prune, default, validate). Validation covers type, enum, minimum/maximum (and exclusive), length,
-pattern, items, required, nullable, int-or-string and preserve-unknown-fields; it never runs CEL
-(`x-kubernetes-validations`) or checks `format`, and treats every list as atomic.
+pattern, items, required, nullable, int-or-string, preserve-unknown-fields, and `x-kubernetes-validations`
+rules within the CEL subset of `_cel` (others are skipped); it never checks `format` and treats every list
+as atomic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from toolhive.testing import _validation
+from toolhive.testing import _cel, _validation
 
 Schema = Mapping[str, Any]
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
@@ -90,9 +91,54 @@ def _num(value: Any) -> str:
 
 
 def validate(
-    value: Any, schema: Schema, path: str, errors: list[_validation.FieldError], *, root: bool = False
+    value: Any,
+    schema: Schema,
+    path: str,
+    errors: list[_validation.FieldError],
+    *,
+    root: bool = False,
+    old: Any = _cel.ABSENT,
 ) -> None:
-    """Append a FieldError per violation, with messages shaped like kube-openapi's."""
+    """Append a FieldError per violation, with messages shaped like kube-openapi's.
+
+    `old` is the previous value at the same path on update (for CEL transition rules using `oldSelf`).
+    """
+    before = len(errors)
+    _validate_node(value, schema, path, errors, root=root, old=old)
+    if len(errors) == before and value is not None:
+        errors.extend(_cel_errors(value, schema, path, old))
+
+
+def _cel_errors(value: Any, schema: Schema, path: str, old: Any) -> list[_validation.FieldError]:
+    """`x-kubernetes-validations` rules in the supported CEL subset (others are skipped, see _cel)."""
+    out: list[_validation.FieldError] = []
+    for rule in schema.get("x-kubernetes-validations") or []:
+        text = str(rule.get("rule", ""))
+        if "oldSelf" in text and old is _cel.ABSENT:
+            continue  # a transition rule only applies on update, to a value that existed before
+        field = path + str(rule.get("fieldPath") or "")
+        try:
+            if _cel.evaluate(text, value, old):
+                continue
+            message = str(rule.get("message") or f"failed rule: {text}")
+        except _cel.Unsupported:
+            continue
+        except _cel.EvalError as exc:
+            message = f"{exc} evaluating rule: {text}"
+        reason = str(rule.get("reason") or "FieldValueInvalid")
+        if reason == "FieldValueForbidden":
+            out.append(_validation.forbidden(field, message))
+        elif reason == "FieldValueRequired":
+            out.append(_validation.required(field, message))
+        else:
+            shown = schema.get("type") or _go_type(value)
+            out.append(_validation.FieldError(field, reason, f'Invalid value: "{shown}": {message}'))
+    return out
+
+
+def _validate_node(
+    value: Any, schema: Schema, path: str, errors: list[_validation.FieldError], *, root: bool, old: Any
+) -> None:
     if value is None:
         if schema.get("nullable") or not schema.get("type"):
             return
@@ -232,10 +278,11 @@ def validate(
             if root and key in _ROOT_KEEP:
                 continue
             child_path = f"{path}.{key}" if path else key
+            child_old = old.get(key, _cel.ABSENT) if isinstance(old, Mapping) else _cel.ABSENT
             if key in props:
-                validate(child, props[key], child_path, errors)
+                validate(child, props[key], child_path, errors, old=child_old)
             elif isinstance(additional, Mapping):
-                validate(child, additional, child_path, errors)
+                validate(child, additional, child_path, errors, old=child_old)
 
 
 def structural_errors(schema: Any, path: str = "openAPIV3Schema") -> list[_validation.FieldError]:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from toolhive.testing import _fields, _kinds, _patches, _resources, _schema, _selectors, _validation
+from toolhive.testing import _cel, _fields, _kinds, _patches, _resources, _schema, _selectors, _validation
 
 Obj = dict[str, Any]
 ObjectRef = tuple[tuple[str, str], str, str]  # (collection key, namespace, name)
@@ -384,7 +384,8 @@ class Store:
         return watcher
 
     def unwatch(self, watcher: Watcher) -> None:
-        bucket = self.collections[watcher.rt.key].watchers.get(watcher.namespace)
+        coll = self.collections.get(watcher.rt.key)  # gone when its CRD was deleted
+        bucket = coll.watchers.get(watcher.namespace) if coll is not None else None
         if bucket is not None:
             bucket.discard(watcher)
 
@@ -491,6 +492,8 @@ class Store:
         return body
 
     def _versions_of(self, rt: _resources.ResourceType) -> set[str]:
+        if not rt.crd:
+            return {rt.api_version}
         return {t.api_version for t in self.types.values() if t.key == rt.key}
 
     def _strategy(self, rt: _resources.ResourceType) -> _patches.Strategy:
@@ -499,7 +502,7 @@ class Store:
         return _schema_strategy(rt.schema or {})
 
     def _admit_schema(
-        self, rt: _resources.ResourceType, obj: Obj, *, strict: bool
+        self, rt: _resources.ResourceType, obj: Obj, old: Obj | None, *, strict: bool
     ) -> list[_validation.FieldError]:
         """Prune, default and validate a custom resource against its version's structural schema."""
         schema = rt.schema or {}
@@ -517,7 +520,7 @@ class Store:
         obj.update(pruned)
         _schema.apply_defaults(obj, schema)
         errors: list[_validation.FieldError] = []
-        _schema.validate(obj, schema, "", errors, root=True)
+        _schema.validate(obj, schema, "", errors, root=True, old=old if old is not None else _cel.ABSENT)
         return errors
 
     def _write(
@@ -580,7 +583,7 @@ class Store:
         # --- defaults and validation
         errors: list[_validation.FieldError] = []
         if rt.crd:
-            errors.extend(self._admit_schema(rt, new, strict=strict))
+            errors.extend(self._admit_schema(rt, new, old, strict=strict))
         else:
             unknown = _kinds.unknown_fields(rt, new)
             if unknown and strict:

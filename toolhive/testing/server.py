@@ -2,7 +2,7 @@
 
 Used by the tests, the benchmarks and the demo (`LoopbackApi`, `toolhive-operator loopback`). It
 answers kopf, the official `kubernetes` clients and kubectl with the documented API semantics:
-discovery; built-in kinds and CRDs (structural-schema pruning, defaulting, validation; several
+discovery; built-in kinds and CRDs (structural-schema pruning, defaulting, validation, CEL rules; several
 served versions; /status); uid, generation, resourceVersion; Status errors 400/401/403/404/409/410/
 415/422; PUT, merge, JSON and strategic merge patches, server-side apply (ownership approximated,
 see `_fields`); list/watch with label and field selectors, pagination, resume, BOOKMARKs, 410 Gone,
@@ -11,13 +11,14 @@ tokens, TokenRequest and RBAC (`_authz`) with escalation checks and access revie
 and a request log.
 
 Not implemented (deliberately): protobuf and Table output; workload controllers (Deployments never
-get ReplicaSets or Pods; status stays what clients write); admission webhooks, ValidatingAdmissionPolicy
-and CRD CEL rules (`x-kubernetes-validations`), `format` checks, list-type uniqueness; CRD conversion
-(versions share storage, only apiVersion changes); scale, exec, attach, log and proxy subresources;
-dryRun except on create; impersonation; watch-list consistency beyond this server's single history
-(continue tokens read current state, not a snapshot); events.k8s.io and core Events are separate
-stores; aggregated discovery (clients fall back to the legacy documents); graceful Pod deletion; RBAC
-permission checks on `blockOwnerDeletion`; OpenAPI documents beyond what kubectl needs for discovery.
+get ReplicaSets or Pods; status stays what clients write); admission webhooks, ValidatingAdmissionPolicy,
+CEL beyond the subset in `_cel` (rules outside it are skipped), `format` checks, list-type uniqueness;
+CRD conversion (versions share storage, only apiVersion changes); scale, exec, attach, log and proxy
+subresources; dryRun except on create; impersonation; list snapshots (continue tokens read current
+state, not the state at the first page); events.k8s.io and core Events are separate stores; aggregated
+discovery (clients fall back to the legacy documents); graceful Pod deletion; RBAC checks on
+`blockOwnerDeletion`; OpenAPI schemas (/openapi/v3 lists paths and parameters only; no /openapi/v2);
+strict field validation of built-in kinds below the top level and metadata.
 """
 
 from __future__ import annotations
