@@ -78,12 +78,16 @@ class Bench:
     def kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
 
-    def start_processes(self, *, only: Sequence[str] = (install.DISCOVERY, install.OPERATOR)) -> None:
+    def start_processes(
+        self, *, only: Sequence[str] = (install.DISCOVERY, install.OPERATOR), profile_dir: Path | None = None
+    ) -> None:
+        """Start the processes; with `profile_dir`, under cProfile (`<name>.prof` written when stopped)."""
         assert self.installation is not None
         for name in only:
             extra = self.operator_env if name == install.OPERATOR else {}
+            profile = profile_dir / f"{name}.prof" if profile_dir is not None else None
             self.processes[name] = processes.start(
-                self.installation, name, logdir=self.workdir / "logs", extra_env=extra
+                self.installation, name, logdir=self.workdir / "logs", extra_env=extra, profile=profile
             )
 
     def stop_processes(self) -> None:
@@ -298,6 +302,18 @@ def phase(name: str) -> Any:
     print(f"  .. {name}", flush=True)
     yield
     print(f"  .. {name}: {time.monotonic() - begin:.1f}s", flush=True)
+
+
+def profile_summary(path: Path, *, top: int = 25) -> str:
+    """The functions with the most own time (tottime) in a cProfile stats file, as text."""
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    text = out.getvalue()
+    return text[text.find("   ncalls") :] if "   ncalls" in text else text
 
 
 def machine() -> str:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks import _harness as h
@@ -51,7 +52,9 @@ STAGES = (
 )
 
 
-async def measure(members: int, *, onboardings: int, revocations: int) -> Run:
+async def measure(
+    members: int, *, onboardings: int, revocations: int, profile_dir: Path | None = None
+) -> Run:
     samples: dict[str, list[float]] = {key: [] for _, key in STAGES}
     setup: dict[str, float] = {}
     failures = 0
@@ -118,7 +121,7 @@ async def measure(members: int, *, onboardings: int, revocations: int) -> Run:
 
         with h.phase("discovery and operator: start and converge"):
             begin = time.monotonic()
-            bench.start_processes()
+            bench.start_processes(profile_dir=profile_dir)
             setup["members converged (s)"] = await bench.wait_members(members, timeout=900)
             await bench.wait_quiet(seconds=1.0)
             setup["quiet (s)"] = time.monotonic() - begin
@@ -148,6 +151,7 @@ async def measure(members: int, *, onboardings: int, revocations: int) -> Run:
                     bench.check_alive()
         rss = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
         await clock.close()
+        bench.stop_processes()  # profiles are written on exit
     return Run(members, samples, setup, watches, rss, failures)
 
 
@@ -179,11 +183,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10,100,1000", help="member namespace counts (comma-separated)")
     parser.add_argument("--onboardings", type=int, default=200)
     parser.add_argument("--revocations", type=int, default=100)
+    parser.add_argument("--profile", type=Path, help="run the processes under cProfile; stats go here")
     args = parser.parse_args(argv)
     for size in (int(s) for s in args.sizes.split(",") if s):
-        run = asyncio.run(measure(size, onboardings=args.onboardings, revocations=args.revocations))
+        profile_dir = args.profile / str(size) if args.profile else None
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        run = asyncio.run(
+            measure(size, onboardings=args.onboardings, revocations=args.revocations, profile_dir=profile_dir)
+        )
         print(render(run), flush=True)
         print(flush=True)
+        for name in sorted(profile_dir.glob("*.prof") if profile_dir else []):
+            summary = h.profile_summary(name)
+            print(f"#### profile of {name.stem} ({size} members), by own time\n\n```\n{summary}```\n")
 
 
 if __name__ == "__main__":

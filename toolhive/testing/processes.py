@@ -83,9 +83,14 @@ def start(
     *,
     logdir: Path,
     extra_env: Mapping[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Process:
-    """Start `toolhive-operator run|discovery` for Deployment `deployment` of the installation."""
-    command = [sys.executable, "-m", "toolhive.cli", COMMANDS[deployment]]
+    """Start `toolhive-operator run|discovery` for Deployment `deployment` of the installation.
+
+    With `profile`, the process runs under cProfile and writes its stats there when it stops (SIGTERM).
+    """
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    command = [sys.executable, *profiler, "-m", "toolhive.cli", COMMANDS[deployment]]
     logdir.mkdir(parents=True, exist_ok=True)
     log = logdir / f"{deployment}.log"
     with log.open("wb") as out:

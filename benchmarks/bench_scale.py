@@ -1,0 +1,178 @@
+"""Scale: N member namespaces x M MCPServers, cold start to converged, peak RSS, steady-state CPU.
+
+`python -m benchmarks.bench_scale [--namespaces 1000] [--servers 10] [--budget 600] [--idle 30]`.
+Everything exists before the processes start (labelled namespaces, MCPServers); discovery and the operator
+then start cold as subprocesses. Converged: every MCPServer carries a status for its generation and has its
+Deployment (no workload simulator here, so phases stay Pending, as on a cluster without nodes). Then
+`--idle` seconds with no changes measure steady CPU. Peak RSS is VmHWM of each process. The loopback API
+runs in this process; its CPU is reported too, because on a small machine it is part of the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+
+from benchmarks import _harness as h
+from discovery import kube
+from toolhive import resources
+
+
+@dataclasses.dataclass
+class Result:
+    namespaces: int
+    servers: int
+    create_seconds: float
+    members_seconds: float | None
+    converged_seconds: float | None
+    converged_fraction: float
+    peak_rss: dict[str, float]
+    idle_cpu: dict[str, float]
+    converge_cpu: dict[str, float]
+    requests: int
+
+
+async def measure(namespaces: int, servers: int, *, budget: float, idle: float) -> Result:
+    total = namespaces * servers
+    async with h.Bench(grace=30.0) as bench:
+        api = bench.api
+        with h.phase(f"create {namespaces} namespaces x {servers} MCPServers"):
+            begin = time.monotonic()
+            await bench.create_namespaces(
+                [f"s-{i}" for i in range(namespaces)], labelled=True, servers=servers
+            )
+            create_seconds = time.monotonic() - begin
+
+        statused: set[tuple[str, str]] = set()
+        deployed: set[tuple[str, str]] = set()
+
+        def on_server(kind: str, obj: kube.Body) -> None:
+            meta, status = obj["metadata"], obj.get("status") or {}
+            if status.get("observedGeneration") == meta.get("generation") and status.get("phase"):
+                statused.add((meta["namespace"], meta["name"]))
+
+        def on_deployment(kind: str, obj: kube.Body) -> None:
+            if kind == "ADDED":
+                deployed.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+        clock = h.EventClock(api)
+        clock.track(resources.MCPSERVERS, on_server)
+        clock.track(resources.DEPLOYMENTS, on_deployment)
+        await asyncio.sleep(1.0)
+        requests_before = bench.request_count()
+        own_before = _own_cpu()
+        with h.phase("cold start to converged"):
+            begin = time.monotonic()
+            bench.start_processes()
+            cpu_before = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
+            members_seconds: float | None = None
+            converged: float | None = None
+            last_report = begin
+            while time.monotonic() - begin < budget:
+                await asyncio.sleep(0.25)
+                bench.check_alive()
+                if (
+                    members_seconds is None
+                    and int((await bench.membership()).get("memberCount") or 0) == namespaces
+                ):
+                    members_seconds = time.monotonic() - begin
+                if len(statused) >= total and len(deployed) >= total:
+                    converged = time.monotonic() - begin
+                    break
+                if time.monotonic() - last_report > 15:
+                    last_report = time.monotonic()
+                    print(
+                        f"     {last_report - begin:.0f}s: {len(deployed)}/{total} Deployments, "
+                        f"{len(statused)}/{total} statuses",
+                        flush=True,
+                    )
+            elapsed = time.monotonic() - begin
+            converge_cpu = {
+                name: (h.cpu_seconds(p.pid) - cpu_before[name]) / elapsed * 100
+                for name, p in bench.processes.items()
+            }
+            converge_cpu["loopback API + bench driver"] = (_own_cpu() - own_before) / elapsed * 100
+        fraction = min(len(statused), len(deployed)) / total
+        requests = bench.request_count() - requests_before
+        idle_cpu: dict[str, float] = {}
+        if converged is not None:
+            with h.phase(f"{idle:.0f}s idle"):
+                await bench.wait_quiet(seconds=2.0, timeout=120)
+                before = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
+                own = _own_cpu()
+                await asyncio.sleep(idle)
+                idle_cpu = {
+                    name: (h.cpu_seconds(p.pid) - before[name]) / idle * 100
+                    for name, p in bench.processes.items()
+                }
+                idle_cpu["loopback API + bench driver"] = (_own_cpu() - own) / idle * 100
+        peak = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
+        await clock.close()
+    return Result(
+        namespaces,
+        servers,
+        create_seconds,
+        members_seconds,
+        converged,
+        fraction,
+        peak,
+        idle_cpu,
+        converge_cpu,
+        requests,
+    )
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def render(result: Result) -> str:
+    total = result.namespaces * result.servers
+    converged = (
+        f"{result.converged_seconds:.1f} s"
+        if result.converged_seconds is not None
+        else f"not within budget ({result.converged_fraction:.0%} done)"
+    )
+    rows = [
+        (
+            "objects created before start",
+            f"{result.namespaces} namespaces, {total} MCPServers in {result.create_seconds:.1f} s",
+        ),
+        (
+            "discovery: all namespaces members",
+            f"{result.members_seconds:.1f} s" if result.members_seconds else "-",
+        ),
+        ("cold start -> converged", converged),
+        (
+            "API requests until converged",
+            f"{result.requests} ({result.requests / max(total, 1):.1f} per MCPServer)",
+        ),
+    ]
+    for name, value in result.peak_rss.items():
+        rows.append((f"peak RSS {name}", f"{value:.0f} MiB"))
+    for name, value in result.converge_cpu.items():
+        rows.append((f"CPU while converging, {name}", f"{value:.0f}% of one core"))
+    for name, value in result.idle_cpu.items():
+        rows.append((f"steady CPU (no changes), {name}", f"{value:.1f}% of one core"))
+    title = f"### Scale: {result.namespaces} member namespaces x {result.servers} MCPServers\n\n"
+    return title + h.table(("measure", "value"), rows)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--namespaces", type=int, default=1000)
+    parser.add_argument("--servers", type=int, default=10)
+    parser.add_argument("--budget", type=float, default=600.0, help="give up converging after this many s")
+    parser.add_argument("--idle", type=float, default=30.0, help="steady-state CPU window (s)")
+    args = parser.parse_args(argv)
+    result = asyncio.run(measure(args.namespaces, args.servers, budget=args.budget, idle=args.idle))
+    print(render(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
