@@ -211,6 +211,9 @@ class Grants:
         A merge patch: keys we no longer publish are set to null so the stored status equals ours.
         """
         stored = obj.get("status") or {}
+        if self.observer is not None:
+            # Every pass, not only on change: after a restart the stored status is already right.
+            self.observer.set_managed_namespaces(int(status.get("memberCount", 0)))
         if stored == status:
             return None
         patch: dict[str, Any] = {key: None for key in stored if key not in status}
@@ -228,8 +231,6 @@ class Grants:
                 self.config.resource, name, {"status": patch}, subresource="status"
             )
         self.writes["status"] += 1
-        if self.observer is not None:
-            self.observer.set_managed_namespaces(int(status.get("memberCount", 0)))
         return current
 
     # -- events -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The spans discovery leaves for a grant and a revoke: decision, write, API calls, and the traceparent.
+"""The spans discovery leaves for a grant and a revoke (decision, write, API calls, the traceparent), and
+what it reports to its metrics observer.
 
 The controller runs with its default tracer (OpenTelemetry's global provider, so the session's in-memory
 exporter sees its spans and the API client's `k8s.api` spans in one tree) against a loopback API (RBAC
@@ -22,7 +23,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from discovery import config as discovery_config
 from discovery import constants, controller, kube
-from toolhive.testing import LoopbackApi  # test support only: discovery itself never imports toolhive
+from toolhive import metrics  # the observer the CLI wires; discovery itself never imports toolhive
+from toolhive.testing import LoopbackApi
 
 T = TypeVar("T")
 REPO = Path(__file__).parents[3]
@@ -51,7 +53,10 @@ class World:
         self.runner = asyncio.Runner()
         self.api = self.run(kube.Api.connect(kubeconfig=str(kubeconfig), retry=FAST_RETRIES))
         self.run(self._install())
-        self.controller = controller.Controller(controller.Context(api=self.api, config=CONFIG))
+        self.metrics = metrics.Metrics(process="discovery")
+        self.controller = controller.Controller(
+            controller.Context(api=self.api, config=CONFIG, observer=self.metrics)
+        )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -279,3 +284,35 @@ def test_a_failed_grant_write_marks_the_call_and_the_grant_span_as_errors_and_re
     assert attrs(call)["http.request.resend_count"] == FAST_RETRIES.attempts - 1
     world.converge()  # the next pass grants
     assert world.binding(namespace) is not None
+
+
+def test_grants_revokes_and_the_member_count_reach_the_metrics_observer(
+    world: World, spans: InMemorySpanExporter
+) -> None:
+    def sample(name: str) -> float:
+        return world.metrics.registry.get_sample_value(name) or 0.0
+
+    def members() -> int:
+        status = world.run(world.api.get(RESOURCE, CONFIG.name)).get("status") or {}
+        return int(status.get("memberCount", 0))
+
+    grants, revokes = sample("toolhive_discovery_grants_total"), sample("toolhive_discovery_revokes_total")
+    namespace = world.namespace(labelled=True)
+    world.converge()
+    world.converge()
+    assert sample("toolhive_discovery_grants_total") == grants + 1
+    assert sample("toolhive_managed_namespaces") == members() >= 1
+    world.label(namespace, None)
+    world.converge()
+    world.release(namespace)
+    world.converge()
+    assert sample("toolhive_discovery_revokes_total") == revokes + 1
+    # A restarted process publishes nothing new, yet must report the members it serves.
+    restarted = metrics.Metrics(process="discovery")
+    again = controller.Controller(controller.Context(api=world.api, config=CONFIG, observer=restarted))
+    world.controller, previous = again, world.controller
+    try:
+        world.converge()
+    finally:
+        world.controller = previous
+    assert restarted.registry.get_sample_value("toolhive_managed_namespaces") == members() >= 1
