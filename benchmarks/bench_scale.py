@@ -16,6 +16,7 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from benchmarks import _harness as h
 from discovery import kube
@@ -36,7 +37,9 @@ class Result:
     requests: int
 
 
-async def measure(namespaces: int, servers: int, *, budget: float, idle: float) -> Result:
+async def measure(
+    namespaces: int, servers: int, *, budget: float, idle: float, profile_dir: Path | None = None
+) -> Result:
     total = namespaces * servers
     async with h.Bench(grace=30.0) as bench:
         api = bench.api
@@ -67,7 +70,7 @@ async def measure(namespaces: int, servers: int, *, budget: float, idle: float) 
         own_before = _own_cpu()
         with h.phase("cold start to converged"):
             begin = time.monotonic()
-            bench.start_processes()
+            bench.start_processes(profile_dir=profile_dir)
             cpu_before = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
             members_seconds: float | None = None
             converged: float | None = None
@@ -112,6 +115,7 @@ async def measure(namespaces: int, servers: int, *, budget: float, idle: float) 
                 idle_cpu["loopback API + bench driver"] = (_own_cpu() - own) / idle * 100
         peak = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
         await clock.close()
+        bench.stop_processes()  # profiles are written on exit
     return Result(
         namespaces,
         servers,
@@ -169,9 +173,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--servers", type=int, default=10)
     parser.add_argument("--budget", type=float, default=600.0, help="give up converging after this many s")
     parser.add_argument("--idle", type=float, default=30.0, help="steady-state CPU window (s)")
+    parser.add_argument("--profile", type=Path, help="run the processes under cProfile; stats go here")
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.namespaces, args.servers, budget=args.budget, idle=args.idle))
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(
+        measure(args.namespaces, args.servers, budget=args.budget, idle=args.idle, profile_dir=args.profile)
+    )
     print(render(result), flush=True)
+    for name in sorted(args.profile.glob("*.prof") if args.profile else []):
+        print(f"\n#### profile of {name.stem}, by own time\n\n```\n{h.profile_summary(name)}```")
 
 
 if __name__ == "__main__":
