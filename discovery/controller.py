@@ -93,6 +93,7 @@ class Controller:
         # Last decision per namespace (bounded by observed namespaces) and the span context of the decision
         # a namespace's writes belong to, kept until its grant settles (bounded likewise).
         self._decisions: dict[str, tuple[bool, str]] = {}
+        self._primed = False
         self._parents: dict[str, otel_context.Context] = {}
         # Our own writes, until the informers catch up: the object written, or the uid of one deleted.
         self._written: dict[Key, kube.Body] = {}
@@ -311,9 +312,14 @@ class Controller:
         acting = {action.namespace for action in plan.actions}
         for name, decision in plan.decisions.items():
             current = _significant(decision)
-            # A namespace first seen with a write to do (a restart) gets its span too: it explains the write.
-            first_write = name in acting and name not in self._decisions
-            if current == self._decisions.get(name, _BASELINE) and not first_write:
+            if self._primed:
+                # A namespace first seen with a write to do gets its span too: it explains the write.
+                first_write = name in acting and name not in self._decisions
+                if current == self._decisions.get(name, _BASELINE) and not first_write:
+                    continue
+            elif name not in acting:
+                # The first pass after a start: decisions that need no write did not change, as far as
+                # anyone can tell (a restart of a converged discovery logs and traces nothing per namespace).
                 continue
             with self.ctx.tracer.start_as_current_span(
                 "discovery.decide",
@@ -337,6 +343,10 @@ class Controller:
                     },
                 )
         self._decisions = {name: _significant(decision) for name, decision in plan.decisions.items()}
+        if not self._primed:
+            self._primed = True
+            members = sum(1 for decision in plan.decisions.values() if decision.member)
+            log.info("first pass: %d namespaces observed, %d selected", len(plan.decisions), members)
 
     def _remember(self, outcome: grants.Outcome) -> None:
         key = (outcome.action.namespace, outcome.action.name)

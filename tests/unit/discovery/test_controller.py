@@ -367,3 +367,14 @@ def test_a_failed_write_is_recorded_on_its_span(world: World, exporter: InMemory
     grant = next(span for span in exporter.get_finished_spans() if span.name == "discovery.grant")
     assert grant.status.status_code.name == "ERROR"
     assert grant.attributes is not None and grant.attributes["error.type"] == "500"
+
+
+def test_a_restarted_controller_over_a_converged_world_writes_logs_and_traces_nothing_per_namespace(
+    world: World, exporter: InMemorySpanExporter
+) -> None:
+    grant_and_confirm(world)
+    exporter.clear()
+    world.controller = controller.Controller(world.controller.ctx)
+    world.converge()
+    assert world.api.writes() == []
+    assert [span.name for span in exporter.get_finished_spans()] == []
