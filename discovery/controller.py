@@ -409,6 +409,8 @@ async def run(
         if own:
             with contextlib.suppress(Exception):
                 await client.close()
+            # aiohttp closes TLS transports on the next loop iteration; give it that one before the loop ends.
+            await asyncio.sleep(0)
 
 
 def _significant(decision: policy.Decision) -> tuple[bool, str]:

@@ -135,6 +135,7 @@ def _discovery(_: argparse.Namespace) -> int:
             if server is not None:
                 server.close()
             await api.close()
+            await asyncio.sleep(0)  # aiohttp closes TLS transports on the next loop iteration
 
     try:
         asyncio.run(main())
