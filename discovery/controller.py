@@ -102,20 +102,20 @@ class Controller:
         # What was last reported as a Warning, so each problem is posted once (bounded: one entry per topic).
         self._reported: dict[str, str] = {}
         self._conflicts: frozenset[Key] = frozenset()
-        self.namespaces = informer.Informer(ctx.api, kube.NAMESPACES, handler=self._on_namespace)
+        self.namespaces = informer.Informer(ctx.api, kube.NAMESPACES, handler=self._on_event)
         self.managed = informer.Informer(
-            ctx.api, kube.ROLEBINDINGS, handler=self._on_rolebinding, label_selector=config.managed_selector
+            ctx.api, kube.ROLEBINDINGS, handler=self._on_event, label_selector=config.managed_selector
         )
         self.named = informer.Informer(
             ctx.api,
             kube.ROLEBINDINGS,
-            handler=self._on_rolebinding,
+            handler=self._on_event,
             field_selector=f"metadata.name={config.rolebinding_name}",
         )
         self.discovery = informer.Informer(
             ctx.api,
             config.resource,
-            handler=self._on_discovery,
+            handler=self._on_event,
             field_selector=f"metadata.name={config.name}",
         )
 
@@ -129,13 +129,8 @@ class Controller:
 
     # -- events: only enqueue -----------------------------------------------------------------------
 
-    def _on_namespace(self, event: informer.EventType, obj: kube.Body) -> None:
-        self._wake.set()
-
-    def _on_rolebinding(self, event: informer.EventType, obj: kube.Body) -> None:
-        self._wake.set()
-
-    def _on_discovery(self, event: informer.EventType, obj: kube.Body) -> None:
+    def _on_event(self, event: informer.EventType, obj: kube.Body) -> None:
+        """Any change anywhere wakes the one pass; the pass reads the caches, never the event."""
         self._wake.set()
 
     # -- the loop -----------------------------------------------------------------------------------
