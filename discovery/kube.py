@@ -206,12 +206,8 @@ class Api:
         return await self._json("GET", res, res.path(namespace=namespace, name=name, subresource=subresource))
 
     async def get_or_none(self, res: Resource, name: str, *, namespace: str | None = None) -> Body | None:
-        try:
-            return await self.get(res, name, namespace=namespace)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        """The object, or None when it does not exist (a normal answer: its span is not an error)."""
+        return await self._send("GET", res, res.path(namespace=namespace, name=name), missing_ok=True)
 
     async def list(
         self,
@@ -300,12 +296,9 @@ class Api:
             body["propagationPolicy"] = propagation
         if uid:
             body["preconditions"] = {"uid": uid}
-        try:
-            return await self._json("DELETE", res, res.path(namespace=namespace, name=name), body=body)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        return await self._send(
+            "DELETE", res, res.path(namespace=namespace, name=name), body=body, missing_ok=True
+        )
 
     async def watch(
         self,
@@ -383,6 +376,23 @@ class Api:
         content_type: str = "application/json",
         verb: str | None = None,
     ) -> Body:
+        answer = await self._send(method, res, path, body=body, content_type=content_type, verb=verb)
+        assert answer is not None  # only missing_ok answers None
+        return answer
+
+    async def _send(
+        self,
+        method: str,
+        res: Resource,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str | None = None,
+        missing_ok: bool = False,
+    ) -> Body | None:
+        """One request with retries inside a `k8s.api` span. `missing_ok`: a 404 answers None, and the
+        span stays unmarked (the caller asked "is it there?"; "no" is not an error)."""
         verb = verb or {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(
             method, method
         )
@@ -411,6 +421,8 @@ class Api:
                             self.on_response(verb, res.plural, resp.status)
                         if resp.status < 400:
                             return dict(await resp.json(content_type=None))
+                        if resp.status == 404 and missing_ok:
+                            return None
                         error = await _error(resp)
                         error_type = str(resp.status)
                 except (TimeoutError, aiohttp.ClientConnectionError) as exc:

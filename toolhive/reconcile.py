@@ -127,7 +127,10 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         elif verify:
             res = resources.for_manifest(manifest)
             observed = await ctx.api.get_or_none(res, manifest["metadata"]["name"], namespace=namespace)
-        with _tracer.start_as_current_span(f"toolhive.apply {manifest['kind']}") as span:
+        with _tracer.start_as_current_span(
+            f"toolhive.apply {manifest['kind']}",
+            attributes={"toolhive.apply.name": manifest["metadata"]["name"]},
+        ) as span:
             outcome = await ctx.applier.ensure(manifest, observed=observed)
             span.set_attribute("toolhive.apply.changed", outcome.changed)
         if outcome.changed:

@@ -226,10 +226,23 @@ def test_every_api_call_of_a_pass_is_a_client_span_inside_it_never_an_orphan(
         "k8s.api.verb": "patch",
     }
     assert str(attrs(write)["url.full"]).startswith(world.loopback.url + "/apis/apps/v1/")
-    assert attrs(deployment)["toolhive.apply.changed"] is True
+    assert attrs(deployment) == {"toolhive.apply.name": "fetch", "toolhive.apply.changed": True}
     status = one(finished, "toolhive.status")
     assert names(children(finished, status)) == ["k8s.api patch mcpservers"]
     assert root.status.status_code is trace.StatusCode.UNSET
+
+
+def test_a_successful_pass_has_no_error_spans_and_its_reads_of_absent_objects_are_plain_404s(
+    world: World, applier: apply.Applier, namespace: str, spans: InMemorySpanExporter
+) -> None:
+    world.server(namespace)
+    world.process(applier, namespace)
+    finished = spans.get_finished_spans()
+    assert [span.name for span in finished if span.status.status_code is trace.StatusCode.ERROR] == []
+    assert all(span.events == () for span in finished)
+    absent = [span for span in api_spans(finished) if attrs(span).get("http.response.status_code") == 404]
+    assert absent and {attrs(span)["k8s.api.verb"] for span in absent} == {"get"}
+    assert all("error.type" not in attrs(span) for span in absent)
 
 
 def test_the_writes_attribute_counts_the_write_requests_the_pass_sent(
