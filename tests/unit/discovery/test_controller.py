@@ -378,3 +378,15 @@ def test_a_restarted_controller_over_a_converged_world_writes_logs_and_traces_no
     world.converge()
     assert world.api.writes() == []
     assert [span.name for span in exporter.get_finished_spans()] == []
+
+
+def test_an_unparsable_spec_holds_every_grant_and_warns_once_per_generation(world: World) -> None:
+    grant_and_confirm(world)
+    stored = world.api.objects[("namespacediscoveries", "", "main")]
+    stored["spec"] = {"namespaces": ["Not_A_Name"]}
+    result = world.converge()
+    assert "invalid" in result.held
+    assert world.binding("team-a") is not None
+    world.converge()
+    assert world.events().count(("Warning", "InvalidSpec", "main")) == 1
+    assert [call for call in world.api.writes() if call[1] != "events"] == []
