@@ -91,14 +91,17 @@ def discovery_config(config: settings_module.Settings) -> discovery.Config:
 
 
 def _discovery(_: argparse.Namespace) -> int:
-    """Run namespace discovery until SIGTERM/SIGINT (kubeconfig from KUBECONFIG, else in-cluster)."""
+    """Run namespace discovery until SIGTERM/SIGINT (kubeconfig from KUBECONFIG, else in-cluster).
+
+    With leader election on, only the replica holding the lease `<resource name>-discovery` acts.
+    """
     import asyncio
     import contextlib
     import signal
 
     import discovery
-    from discovery import kube
-    from toolhive import health, logs, metrics, settings, telemetry
+    from discovery import kube, leader
+    from toolhive import health, logs, metrics, operator, settings, telemetry
 
     config = settings.Settings()
     logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
@@ -127,9 +130,25 @@ def _discovery(_: argparse.Namespace) -> int:
                 return alive, "api reachable" if alive else "api unreachable"
 
             probes = await health.start(port=config.observability.health_port, ready_check=ready)
+
+        async def work() -> None:
+            # Stopped by cancellation (SIGTERM or a lost lease); never by its own stop event.
+            await discovery.run(discovery_config(config), api=api, stop=asyncio.Event(), observer=observed)
+
+        if config.leader_election.enabled:
+            lease = operator.lease_config(config, name=f"{config.discovery.resource_name}-discovery")
+            serving = asyncio.create_task(leader.LeaderElector(api, lease).run(work), name="leader election")
+        else:
+            serving = asyncio.create_task(work(), name="discovery")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
         try:
-            await discovery.run(discovery_config(config), api=api, stop=stop, observer=observed)
+            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                serving.result()  # a crash ends the process (the pod restarts)
         finally:
+            stopping.cancel()
+            serving.cancel()  # with leader election, this also releases the lease
+            await asyncio.gather(serving, stopping, return_exceptions=True)
             if probes is not None:
                 await probes.cleanup()
             if server is not None:

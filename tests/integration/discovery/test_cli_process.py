@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import kubernetes
 import pytest
 
 from tests.integration import discovery_harness, harness
@@ -27,11 +28,14 @@ def idle_discovery(
         found.delete()
 
 
+@pytest.mark.parametrize("elect", [False, True], ids=["single replica", "with leader election"])
 def test_the_discovery_command_grants_and_stops_on_sigterm(
     idle_discovery: discovery_harness.Discovery,
     discovery_rbac: discovery_harness.DiscoveryRbac,
     namespaces: discovery_harness.Namespaces,
+    admin: harness.Admin,
     label_key: str,
+    elect: bool,
 ) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TOOLHIVE_", "OTEL_"))} | {
         "KUBECONFIG": str(discovery_rbac.kubeconfig()),
@@ -42,6 +46,7 @@ def test_the_discovery_command_grants_and_stops_on_sigterm(
         "TOOLHIVE_OBSERVABILITY__METRICS_PORT": "0",
         "TOOLHIVE_OBSERVABILITY__HEALTH_PORT": "0",
         "TOOLHIVE_OBSERVABILITY__LOG_FORMAT": "text",
+        "TOOLHIVE_LEADER_ELECTION__ENABLED": "true" if elect else "false",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "toolhive.cli", "discovery"],
@@ -55,6 +60,8 @@ def test_the_discovery_command_grants_and_stops_on_sigterm(
         idle_discovery.wait_converged({team}, within={team}, timeout=30)
         binding = idle_discovery.managed()[team]
         assert binding["subjects"][0]["namespace"] == discovery_rbac.release_namespace
+        if elect:
+            assert lease_holder(admin, discovery_rbac, idle_discovery) == "discovery-cli-test"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
     finally:
@@ -63,3 +70,13 @@ def test_the_discovery_command_grants_and_stops_on_sigterm(
             process.communicate()
     assert process.returncode == 0, output
     assert f"namespace {team} selected" in output
+    if elect:
+        assert not lease_holder(admin, discovery_rbac, idle_discovery), "the lease is released on SIGTERM"
+
+
+def lease_holder(
+    admin: harness.Admin, rbac: discovery_harness.DiscoveryRbac, found: discovery_harness.Discovery
+) -> str | None:
+    coordination = kubernetes.client.CoordinationV1Api(admin.client)
+    lease = coordination.read_namespaced_lease(f"{found.name}-discovery", rbac.release_namespace)
+    return lease.spec.holder_identity or None
