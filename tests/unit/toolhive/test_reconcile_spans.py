@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -409,3 +410,40 @@ def test_a_malformed_traceparent_on_the_grant_gives_no_link_and_no_error() -> No
         grant = {"metadata": {"annotations": {discovery_constants.TRACEPARENT_ANNOTATION: value}}}
         assert operator._link_for_grant(grant) is None
     assert operator._link_for_grant(None) is None
+
+
+# --- the API client's own spans --------------------------------------------------------------------
+
+
+def test_a_call_that_gets_no_answer_names_the_exception_type_and_has_no_status_code(
+    spans: InMemorySpanExporter,
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def no_token() -> str | None:
+        return None
+
+    async def call() -> None:
+        api = kube.Api(
+            host=f"http://127.0.0.1:{port}",
+            ssl_context=None,
+            auth=no_token,
+            retry=kube.RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.002),
+        )
+        try:
+            with pytest.raises(kube.ApiError) as raised:
+                await api.get(resources.MCPSERVERS, "fetch", namespace="team-a")
+            assert raised.value.status == 503
+        finally:
+            await api.close()
+
+    asyncio.run(call())
+    (span,) = spans.get_finished_spans()
+    assert span.name == "k8s.api get mcpservers"
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert attrs(span)["error.type"] == "ClientConnectorError"
+    assert "http.response.status_code" not in attrs(span)
+    assert attrs(span)["http.request.resend_count"] == 1
+    assert (attrs(span)["server.address"], attrs(span)["server.port"]) == ("127.0.0.1", port)
