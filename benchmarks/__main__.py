@@ -8,6 +8,7 @@ scale (1000 namespaces x 10 MCPServers). `--quick` runs small sizes (a couple of
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -44,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             continue
         begin = time.monotonic()
         print(f"## {name}\n", flush=True)
+        load = os.getloadavg()[0]
         run()
-        print(f"\n({name}: {time.monotonic() - begin:.0f} s)\n", flush=True)
+        after = os.getloadavg()[0]
+        took = time.monotonic() - begin
+        print(f"\n({name}: {took:.0f} s; load average {load:.1f} before, {after:.1f} after)\n", flush=True)
 
 
 if __name__ == "__main__":
