@@ -352,6 +352,14 @@ def _plan_member(namespace: str, found: list[bindings.Manifest], *, conflicted: 
 def _plan_leaving(namespace: str, found: list[bindings.Manifest], *, ctx: _Context) -> Phase:
     remaining = False
     for rolebinding in found:
+        if "roleRef" in bindings.access_drift(rolebinding, template=ctx.template):
+            # Not a grant of our ClusterRole (roleRef is immutable), so the grantee never served through it
+            # and has nothing to release; annotating it would also need `bind` on that other role (403).
+            # Dropping our finalizer and deleting need no such permission.
+            ctx.add(
+                ActionKind.REVOKE, rolebinding, namespace, "roleRef is not the granted ClusterRole: revoking"
+            )
+            continue
         since = bindings.parse_time(bindings.draining_since(rolebinding))
         if since is None or since > ctx.now:
             # Not marked yet (or a mark from the future, which would stretch the grace period): mark now.

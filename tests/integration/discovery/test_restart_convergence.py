@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from discovery import constants
 from tests import cluster as cluster_mod
 from tests.integration import discovery_harness
 from tests.integration.discovery.conftest import DiscoveryFactory
@@ -119,3 +120,38 @@ def test_a_converged_discovery_makes_no_writes(
     found.restart()
     found.wait_converged({team}, within={team})
     assert loopback.requests.writes(user=discovery_rbac.user) == before
+
+
+def test_a_grant_pointing_at_another_cluster_role_is_replaced_or_revoked_at_once(
+    start_discovery: DiscoveryFactory, namespaces: discovery_harness.Namespaces, label_key: str
+) -> None:
+    member = namespaces.create("member", **{label_key: "on"})
+    leaver = namespaces.create("leaver")
+    found = start_discovery({"selectors": [selector(label_key)]}, grace_seconds=600)
+    found.stop()
+    # While discovery is down, someone with bind rights swaps the role under our labels and finalizer
+    # (roleRef is immutable, so that means delete and recreate).
+    for namespace in (member, leaver):
+        namespaces.admin.rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {
+                    "name": found.config.rolebinding_name,
+                    "labels": found.config.template.labels,
+                    "finalizers": [constants.GRANT_FINALIZER],
+                },
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": found.config.template.subjects,
+            },
+        )
+    found.start()
+    # The member gets our role back (recreated); the leaver's binding never granted our role, so it goes
+    # without waiting for a release (the grace period here is long).
+    found.wait_converged({member}, within={member, leaver}, timeout=15)
+    assert found.managed()[member]["roleRef"]["name"] == found.config.cluster_role

@@ -454,7 +454,12 @@ class World(RuleBasedStateMachine):
         if action.kind in (ActionKind.CREATE, ActionKind.RECREATE):
             state = self.namespaces.get(action.namespace)
             assert state is not None and not state["terminating"], f"granted in a non-member namespace {key}"
-        if action.kind is ActionKind.REVOKE and current is not None and action.name == TEMPLATE.name:
+        # A binding pointing at another ClusterRole never granted ours: it goes without the handshake.
+        grants_ours = current is not None and "roleRef" not in bindings.access_drift(
+            current, template=TEMPLATE
+        )
+        if action.kind is ActionKind.REVOKE and grants_ours and action.name == TEMPLATE.name:
+            assert current is not None
             since = bindings.parse_time(bindings.draining_since(current))
             assert since is not None, f"revoked {key} without publishing draining first"
             assert bindings.is_released(current) or self.now - since >= GRACE, f"revoked {key} too early"
