@@ -61,6 +61,11 @@ class Cluster:
     kubeconfig: Path  # admin kubeconfig
     workdir: Path
     loopback: LoopbackApi | None = None  # None on a real cluster
+    kubectl_kubeconfig: Path | None = None  # admin kubeconfig kubectl can use (HTTPS); None: `kubeconfig`
+
+    def __post_init__(self) -> None:
+        if self.kubectl_kubeconfig is None:
+            self.kubectl_kubeconfig = self.kubeconfig
 
     @property
     def is_loopback(self) -> bool:

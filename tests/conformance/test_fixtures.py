@@ -79,3 +79,11 @@ def test_loopback_api_is_a_context_manager_with_a_working_kubeconfig(tmp_path: P
             names = [n.metadata.name for n in kubernetes.client.CoreV1Api(client).list_namespace().items]
         assert names == ["default", "kube-node-lease", "kube-public", "kube-system"]
     assert api._thread is None, "stop() joins the server thread"
+
+
+def test_the_loopback_api_also_listens_on_https_for_kubectl(tmp_path: Path) -> None:
+    with LoopbackApi() as api:
+        assert api.url == api.http_url and api.https_url.startswith("https://127.0.0.1:")
+        secure = RawKube(api.write_kubeconfig(tmp_path / "kc", tls=True))
+        assert secure.base == api.https_url
+        assert secure.get("/api/v1/namespaces/default").status == 200, "the CA in the kubeconfig verifies"

@@ -129,9 +129,10 @@ class LoopbackApi:
     """A strict, in-process Kubernetes API for tests and demos (context manager; thread-safe facade).
 
     `rbac=True` (the default) authenticates every request (401 without a valid bearer token) and
-    authorizes it with RBAC; `rbac=False` treats every request as the admin user. `tls=True` serves
-    HTTPS with a fixed self-signed certificate (its CA goes into the kubeconfig; kubectl needs it, as it
-    never sends a bearer token over plain HTTP). `history` bounds the per-resource event history (older
+    authorizes it with RBAC; `rbac=False` treats every request as the admin user. The server listens on
+    plain HTTP (`http_url`) and on HTTPS (`https_url`, a fixed self-signed certificate whose CA goes into
+    the kubeconfig: kubectl never sends a bearer token over plain HTTP); `tls` picks which one `url` and
+    kubeconfigs use by default. `history` bounds the per-resource event history (older
     watch resourceVersions get 410 Gone); `bookmark_interval` is how often idle watches that allow
     bookmarks get a BOOKMARK.
     """
@@ -164,7 +165,9 @@ class LoopbackApi:
         self._started = threading.Event()
         self._startup_error: BaseException | None = None
         self._watch_tasks: set[asyncio.Task[Any]] = set()
-        self.url = ""
+        self.url = ""  # the HTTPS one with tls=True, else the plain HTTP one
+        self.http_url = ""
+        self.https_url = ""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -234,19 +237,34 @@ class LoopbackApi:
             app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        context = _tls_context() if self.tls else None
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=4096, ssl_context=context)
-        await site.start()
-        server = site._server  # the bound socket tells us the random port
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        # One server, two listeners: plain HTTP (cheap for thousands of watches) and HTTPS (for kubectl,
+        # which never sends a bearer token over plain HTTP). `port` applies to the one `tls` picks.
+        ports = {}
+        for secure in (False, True):
+            wanted = self._port if secure == self.tls else 0
+            context = _tls_context() if secure else None
+            site = web.TCPSite(self._runner, "127.0.0.1", wanted, backlog=4096, ssl_context=context)
+            await site.start()
+            server = site._server  # the bound socket tells us the random port
+            assert server is not None
+            ports[secure] = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.http_url = f"http://127.0.0.1:{ports[False]}"
+        self.https_url = f"https://127.0.0.1:{ports[True]}"
+        self.url = self.https_url if self.tls else self.http_url
 
     async def _shutdown(self) -> None:
         if self._store is not None:
             for watcher in list(self._store.open_watchers()):
                 watcher.close()
         if self._runner is not None:
+            # Idle keep-alive connections would outlive the loop (a TLS close waits for the client's
+            # close_notify): abort them first and let their connection_lost callbacks run.
+            server = self._runner.server
+            for handler in list(server.connections) if server is not None else ():
+                if handler.transport is not None:
+                    handler.transport.abort()
+            for _ in range(3):
+                await asyncio.sleep(0)
             await self._runner.cleanup()
 
     # --- test-thread helpers --------------------------------------------------------------------
@@ -274,11 +292,22 @@ class LoopbackApi:
         return token
 
     def write_kubeconfig(
-        self, path: str | os.PathLike[str], *, token: str | None = None, namespace: str = "default"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        token: str | None = None,
+        namespace: str = "default",
+        tls: bool | None = None,
     ) -> Path:
-        """Write a kubeconfig for this server (admin token unless `token` is given); returns the path."""
-        ca = _tls.CERT_PEM if self.tls else None
-        return kubeconfig.write(path, self.url, token or self.admin_token, namespace=namespace, ca_pem=ca)
+        """Write a kubeconfig for this server (admin token unless `token` is given); returns the path.
+
+        `tls=True` points it at the HTTPS listener with the CA included (what kubectl needs), `False` at
+        plain HTTP; the default follows the server's `tls`.
+        """
+        secure = self.tls if tls is None else tls
+        url = self.https_url if secure else self.http_url
+        ca = _tls.CERT_PEM if secure else None
+        return kubeconfig.write(path, url, token or self.admin_token, namespace=namespace, ca_pem=ca)
 
     def _drop_watches(self, pattern: re.Pattern[str] | None) -> int:
         def drop(store: _store.Store) -> int:
