@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,3 +391,30 @@ def test_an_unparsable_spec_holds_every_grant_and_warns_once_per_generation(worl
     world.converge()
     assert world.events().count(("Warning", "InvalidSpec", "main")) == 1
     assert [call for call in world.api.writes() if call[1] != "events"] == []
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.grants = self.revokes = 0
+        self.managed: list[int] = []
+
+    def count_grant(self) -> None:
+        self.grants += 1
+
+    def count_revoke(self) -> None:
+        self.revokes += 1
+
+    def set_managed_namespaces(self, count: int) -> None:
+        self.managed.append(count)
+
+
+def test_the_observer_counts_grants_revokes_and_members_every_pass(world: World) -> None:
+    observer = Counting()
+    world.controller = controller.Controller(dataclasses.replace(world.controller.ctx, observer=observer))
+    grant_and_confirm(world)
+    world.namespace("team-a")
+    world.converge()
+    world.clock.now = START + timedelta(seconds=30)
+    world.converge()
+    assert (observer.grants, observer.revokes) == (1, 1)
+    assert observer.managed == [0, 1, 0, 0]
