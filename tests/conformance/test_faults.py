@@ -125,3 +125,19 @@ def test_reset_clears_the_request_log(tmp_path: Path) -> None:
         assert len(api.requests) == 1 and api.requests.by_verb() == {"list": 1}
         api.requests.reset()
         assert len(api.requests) == 0 and api.requests.by_verb() == {}
+
+
+def test_a_watch_is_logged_when_it_starts(
+    faults: Faults, loopback: LoopbackApi, kube: RawKube, namespace: str
+) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    thread = threading.Thread(
+        target=lambda: list(kube.watch(path, timeoutSeconds=30, timeout=30)), daemon=True
+    )
+    thread.start()
+    cluster_mod.poll(
+        lambda: loopback.requests.count("watch", namespace=namespace, resource="configmaps") == 1
+    )
+    assert thread.is_alive(), "logged while the stream is still open"
+    faults.drop_watches(path=f"/namespaces/{namespace}/configmaps")
+    thread.join(5)

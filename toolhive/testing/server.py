@@ -45,6 +45,8 @@ from toolhive.testing import _authz, _faults, _resources, _selectors, _store, _t
 
 T = TypeVar("T")
 _JSON = "application/json"
+_LOGGED = web.RequestKey("loopback_logged", bool)  # already in the request log
+_ATTRS = web.RequestKey("loopback_attrs", _authz.RequestAttributes)  # its authorization attributes
 _PATCH_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -351,6 +353,7 @@ class LoopbackApi:
                 status=401,
             )
         attrs, route = self._attributes(request, user)
+        request[_ATTRS] = attrs
         fault, delay = self.faults.take(attrs.verb, path, user.name)
         if delay:
             await asyncio.sleep(delay)
@@ -377,19 +380,25 @@ class LoopbackApi:
             status = exc.code
             return _error(exc)
         finally:
-            resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
-            self.requests.record(
-                _faults.Request(
-                    attrs.verb,
-                    path,
-                    user.name,
-                    status,
-                    resource,
-                    attrs.namespace,
-                    attrs.name,
-                    request.query_string,
-                )
+            if not request.get(_LOGGED):
+                self._log(request, attrs, status)
+
+    def _log(self, request: web.Request, attrs: _authz.RequestAttributes, status: int) -> None:
+        """Record a request once: when it is answered, or when its watch stream starts."""
+        request[_LOGGED] = True
+        resource = attrs.resource + (f"/{attrs.subresource}" if attrs.subresource else "")
+        self.requests.record(
+            _faults.Request(
+                attrs.verb,
+                request.path,
+                attrs.user.name,
+                status,
+                resource,
+                attrs.namespace,
+                attrs.name,
+                request.query_string,
             )
+        )
 
     def _authenticate(self, request: web.Request) -> _authz.UserInfo | None:
         if not self.rbac:
@@ -1006,6 +1015,7 @@ class LoopbackApi:
         response.enable_chunked_encoding()
         try:
             await response.prepare(request)
+            self._log(request, request[_ATTRS], 200)  # a watch counts when it starts, not when it ends
             await self._pump(watcher, response, rt, timeout=timeout, bookmarks=bookmarks)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -1037,32 +1047,35 @@ class LoopbackApi:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         queue = watcher.queue
-        while True:
-            chunks: list[bytes] = []
-            ended = False
-            while not queue.empty():
-                item = queue.get_nowait()
+        # One pending get() at a time, never cancelled while an item may be in it (so none is lost).
+        getter: asyncio.Future[bytes | None] | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                done, _ = await asyncio.wait({getter}, timeout=wait)
+                if not done:
+                    if bookmarks and loop.time() < deadline:
+                        await response.write(self._bookmark(rt))
+                    continue
+                item, getter = getter.result(), None
+                chunks: list[bytes] = []
+                while item is not None:
+                    chunks.append(item)
+                    item = queue.get_nowait() if not queue.empty() else b""
+                    if item == b"":
+                        break
+                if chunks:
+                    await response.write(b"".join(chunks))
                 if item is None:
-                    ended = True
-                    break
-                chunks.append(item)
-            if chunks:
-                await response.write(b"".join(chunks))
-            if ended:
-                return
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
-            try:
-                item = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                if bookmarks and queue.empty() and loop.time() < deadline:
-                    await response.write(self._bookmark(rt))
-                continue
-            if item is None:
-                return
-            await response.write(item)
+                    return
+        finally:
+            if getter is not None:
+                getter.cancel()
 
 
 def serve_until_interrupted(*, port: int = 0, kubeconfig_path: str | None = None, tls: bool = True) -> int:
