@@ -333,3 +333,22 @@ def test_unknown_fields_of_builtin_kinds_are_400_with_strict_field_validation(
         f"/api/v1/namespaces/{namespace}/configmaps", body, query={"fieldValidation": "Strict"}
     )
     assert response.status == 400 and response.message == 'strict decoding error: unknown field "bogus"'
+
+
+def test_delete_collection_removes_only_matching_objects(kube: RawKube, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, labels in (("a", {"sweep": "yes"}), ("b", {"sweep": "yes"}), ("c", {})):
+        kube.post(
+            path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}}
+        )
+    swept = kube.request("DELETE", path, query={"labelSelector": "sweep=yes"})
+    assert swept.status == 200 and sorted(i["metadata"]["name"] for i in swept.body["items"]) == ["a", "b"]
+    left = sorted(i["metadata"]["name"] for i in kube.get(path).body["items"])
+    assert left == ["c", "kube-root-ca.crt"]
+
+
+def test_delete_collection_with_a_bad_selector_is_400(kube: RawKube, namespace: str) -> None:
+    response = kube.request(
+        "DELETE", f"/api/v1/namespaces/{namespace}/configmaps", query={"labelSelector": "a in"}
+    )
+    assert response.status == 400

@@ -153,7 +153,19 @@ def test_strategic_merge_patch_of_finalizers_is_a_set_union(kube: RawKube, names
 def test_server_side_apply_requires_a_field_manager(kube: RawKube, namespace: str) -> None:
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"a": "1"}}
     response = kube.patch(f"/api/v1/namespaces/{namespace}/configmaps/cm", body, APPLY)
-    assert response.status == 400 and "fieldManager is required" in response.message
+    assert response.status == 422 and response.reason == "Invalid"
+    assert response.message == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
+    )
+
+
+def test_force_is_only_for_apply_patches(kube: RawKube, namespace: str) -> None:
+    path = make_cm(kube, namespace, a="1")
+    response = kube.patch(path, {"data": {"a": "2"}}, MERGE, query={"force": "true"})
+    assert (
+        response.status == 422
+        and "force: Forbidden: may not be specified for non-apply patch" in response.message
+    )
 
 
 def test_server_side_apply_creates_when_missing_and_records_managed_fields(

@@ -618,13 +618,23 @@ class LoopbackApi:
             raise _store.bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
 
     def _manager(self, request: web.Request, *, apply: bool) -> str:
+        """The field manager of a write: the query's, else derived from the User-Agent (as upstream)."""
         manager = request.query.get("fieldManager", "")
+        errors: list[_validation.FieldError] = []
         if apply and not manager:
-            raise _store.bad_request("PATCH /: fieldManager is required for apply requests")
+            errors.append(_validation.required("fieldManager", "is required for apply patch"))
         if len(manager) > 128:
-            raise _store.ApiStatusError(
-                422, "Invalid", "fieldManager: Too long: may not be more than 128 bytes"
+            errors.append(
+                _validation.FieldError(
+                    "fieldManager", "FieldValueTooLong", "Too long: may not be more than 128 bytes"
+                )
             )
+        if request.method == "PATCH" and not apply and "force" in request.query:
+            errors.append(_validation.forbidden("force", "may not be specified for non-apply patch"))
+        if errors:
+            kind = {"POST": "CreateOptions", "PUT": "UpdateOptions"}.get(request.method, "PatchOptions")
+            options = _resources.ResourceType("meta.k8s.io", "v1", kind.lower(), kind, False)
+            raise _store.invalid(options, "", errors)
         if manager:
             return manager
         agent = request.headers.get("User-Agent", "unknown")
@@ -761,8 +771,6 @@ class LoopbackApi:
             )
         apply = ctype == "application/apply-patch+yaml"
         force_raw = request.query.get("force")
-        if force_raw is not None and not apply:
-            raise _store.bad_request("force: Forbidden: may not be specified for non-apply patch")
         body = await self._body(request)
         code, obj = self.store.patch(
             rt,
