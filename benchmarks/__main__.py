@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         (
             "scale",
             lambda: bench_scale.main(
-                ["--namespaces", "100", "--servers", "10", "--idle", "10"] if quick else ["--budget", "540"]
+                ["--namespaces", "100", "--servers", "10", "--idle", "10"] if quick else ["--budget", "900"]
             ),
         ),
     ]

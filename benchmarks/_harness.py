@@ -62,7 +62,10 @@ class Bench:
         self.admin = await kube.Api.connect(kubeconfig=str(kubeconfig))
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, kind: object, error: object, tb: object) -> None:
+        if error is not None:
+            for name, process in self.processes.items():
+                print(f"--- {name} (alive: {process.alive()}), last lines:\n{process.tail(60)}", flush=True)
         self.stop_processes()
         if self.admin is not None:
             await self.admin.close()
