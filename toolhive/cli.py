@@ -8,6 +8,7 @@ Each command is a small function that parses nothing itself: argparse hands it t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -163,6 +164,44 @@ def _discovery(_: argparse.Namespace) -> int:
     return 0
 
 
+def _discovery_cleanup(args: argparse.Namespace) -> int:
+    """Revoke every grant of this discovery owner (uninstall); exit 0 when none is left, 1 otherwise.
+
+    Holds discovery's leader Lease while it runs (when leader election is on) so discovery stands down;
+    the operator releases each namespace through the usual draining handshake.
+    """
+    import asyncio
+
+    from discovery import cleanup, kube
+    from toolhive import logs, operator, settings
+
+    config = settings.Settings()
+    logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
+    grace = config.discovery.release_grace_seconds
+    timeout = args.timeout_seconds if args.timeout_seconds is not None else grace + 60.0
+    lease = None
+    if config.leader_election.enabled:
+        lease = operator.lease_config(config, name=f"{config.discovery.resource_name}-discovery")
+        lease = dataclasses.replace(lease, identity=f"{lease.identity}-uninstall")
+
+    async def main() -> cleanup.Report:
+        api = await kube.Api.connect(kubeconfig=config.kubeconfig)
+        try:
+            return await cleanup.cleanup(api, discovery_config(config), lease=lease, timeout_seconds=timeout)
+        finally:
+            await api.close()
+            await asyncio.sleep(0)  # aiohttp closes TLS transports on the next loop iteration
+
+    report = asyncio.run(main())
+    print(
+        json.dumps(
+            {"released": report.released, "revokedAfterGrace": report.forced, "left": report.left},
+            sort_keys=True,
+        )
+    )
+    return 0 if report.clean else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Play the demo on the loopback API (or, with --cluster, on the cluster in KUBECONFIG)."""
     from toolhive import demo
@@ -185,9 +224,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the MCPServer operator (configured by environment)").set_defaults(
         func=_run
     )
-    commands.add_parser(
+    discovery_command = commands.add_parser(
         "discovery", help="run namespace discovery (grants the operator's RoleBindings; env-configured)"
-    ).set_defaults(func=_discovery)
+    )
+    discovery_command.set_defaults(func=_discovery)
+    discovery_actions = discovery_command.add_subparsers(dest="discovery_command", metavar="ACTION")
+    cleanup_command = discovery_actions.add_parser(
+        "cleanup", help="revoke every RoleBinding discovery manages (the chart's pre-delete hook)"
+    )
+    cleanup_command.add_argument(
+        "--timeout-seconds",
+        type=float,
+        help="give up (exit 1) after this long (default: the release grace period + 60)",
+    )
+    cleanup_command.set_defaults(func=_discovery_cleanup)
     demo_command = commands.add_parser(
         "demo", help="label a namespace, watch it onboarded, unlabel it, see the trace (loopback API)"
     )
