@@ -131,7 +131,8 @@ async def _main(narrator: Narrator, *, keep: bool, cluster: bool) -> int:
         how = "helm install" if cluster else "helm template --include-crds, server-side applied"
         counts: dict[str, int] = {}
         for doc in installation.documents:
-            counts[doc["kind"]] = counts.get(doc["kind"], 0) + 1
+            if install.runs_at_install(doc):  # not the uninstall hook
+                counts[doc["kind"]] = counts.get(doc["kind"], 0) + 1
         narrator.step(f"chart installed in discovery mode ({how}):")
         narrator.detail(", ".join(f"{n} {kind}" for kind, n in counts.items()))
         if not cluster:

@@ -48,6 +48,7 @@ _PLURALS: Final = {
     "ConfigMap": "configmaps",
     "Service": "services",
     "Deployment": "deployments",
+    "Job": "jobs",
     "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings",
     "Role": "roles",
@@ -56,6 +57,8 @@ _PLURALS: Final = {
 }
 _CLUSTER_SCOPED: Final = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 _ENV_REFERENCE: Final = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+_HOOK: Final = "helm.sh/hook"
+_INSTALL_HOOKS: Final = frozenset({"pre-install", "post-install"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +128,7 @@ def apply_documents(
     Namespaced documents without a namespace land in `namespace` (what `helm install -n` does). CRDs are
     waited for until they are served. `skip_kinds` are left out (the processes run outside the cluster).
     """
-    ordered = sort_documents(documents)
+    ordered = [doc for doc in sort_documents(documents) if runs_at_install(doc)]
     plurals = dict(_PLURALS)
     for doc in ordered:
         if doc["kind"] == "CustomResourceDefinition":
@@ -133,7 +136,7 @@ def apply_documents(
     applied = []
     for doc in ordered:
         kind = doc["kind"]
-        if kind in skip_kinds:
+        if kind in skip_kinds or is_hook(doc):
             continue
         if kind not in plurals:
             raise ValueError(f"install: no plural known for kind {kind!r} ({doc['metadata']['name']})")
@@ -158,6 +161,17 @@ def apply_documents(
             _wait_served(client, body)
         applied.append(f"{kind} {metadata.get('namespace', '') + '/' if scoped else ''}{metadata['name']}")
     return applied
+
+
+def is_hook(doc: Mapping[str, Any]) -> bool:
+    """A Helm hook (the uninstall Job): not part of what `helm install` creates, so never applied here."""
+    return "helm.sh/hook" in ((doc.get("metadata") or {}).get("annotations") or {})
+
+
+def runs_at_install(document: Mapping[str, Any]) -> bool:
+    """False for Helm hooks that do not run on install (pre-delete, pre-upgrade, test, ...): not applied."""
+    hooks = ((document.get("metadata") or {}).get("annotations") or {}).get(_HOOK)
+    return hooks is None or bool(_INSTALL_HOOKS & {hook.strip() for hook in str(hooks).split(",")})
 
 
 def request_token(client: Any, namespace: str, name: str, *, expiration_seconds: int = 3600) -> str:
@@ -204,7 +218,11 @@ def install(
     with _admin_client(admin_kubeconfig) as client:
         _ensure_namespace(client, namespace)
         if use_helm_install:
-            zero = {"operator": {"replicaCount": 0}, "discovery": {"replicaCount": 0}}
+            # No pods in the cluster: the processes run outside it, so no uninstall hook Job either.
+            zero = {
+                "operator": {"replicaCount": 0},
+                "discovery": {"replicaCount": 0, "cleanupOnUninstall": False},
+            }
             merged = _merge(dict(values), zero)
             helm.run(
                 [
@@ -261,7 +279,7 @@ def uninstall(installation: Installation, *, admin_kubeconfig: Path, workdir: Pa
                 plurals[doc["spec"]["names"]["kind"]] = doc["spec"]["names"]["plural"]
         for doc in reversed(sort_documents(installation.documents)):
             kind = doc["kind"]
-            if kind in ("CustomResourceDefinition", "Deployment"):
+            if kind in ("CustomResourceDefinition", "Deployment") or is_hook(doc):
                 continue
             scoped = kind not in _CLUSTER_SCOPED and kind not in _cluster_scoped_custom(
                 installation.documents
