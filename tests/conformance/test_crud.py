@@ -352,3 +352,19 @@ def test_delete_collection_with_a_bad_selector_is_400(kube: RawKube, namespace: 
         "DELETE", f"/api/v1/namespaces/{namespace}/configmaps", query={"labelSelector": "a in"}
     )
     assert response.status == 400
+
+
+@pytest.mark.parametrize(
+    ("renew", "accepted"),
+    [("2026-01-01T00:00:00.123456Z", True), ("2026-01-01T00:00:00Z", False), ("yesterday", False)],
+    ids=["six fraction digits", "no fraction", "not a time"],
+)
+def test_lease_times_are_micro_times(kube: RawKube, namespace: str, renew: str, accepted: bool) -> None:
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "l"},
+        "spec": {"holderIdentity": "me", "renewTime": renew, "leaseDurationSeconds": 15},
+    }
+    response = kube.post(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body)
+    assert response.status == (201 if accepted else 400), response.body

@@ -190,8 +190,38 @@ def default(rt: _resources.ResourceType, obj: dict[str, Any], *, allocate_ip: An
         pass
 
 
+_MICRO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+# (kind, group) -> (path, micro?) of timestamp fields: metav1.MicroTime needs exactly six fraction digits.
+_TIMESTAMPS: dict[tuple[str, str], tuple[tuple[tuple[str, ...], bool], ...]] = {
+    ("Lease", "coordination.k8s.io"): ((("spec", "acquireTime"), True), (("spec", "renewTime"), True)),
+    ("Event", "events.k8s.io"): (
+        (("eventTime",), True),
+        (("deprecatedFirstTimestamp",), False),
+        (("deprecatedLastTimestamp",), False),
+    ),
+    ("Event", ""): ((("eventTime",), True), (("firstTimestamp",), False), (("lastTimestamp",), False)),
+}
+
+
+def _timestamp_errors(rt: _resources.ResourceType, obj: Mapping[str, Any]) -> None:
+    for path, micro in _TIMESTAMPS.get((rt.kind, rt.group), ()):
+        node: Any = obj
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            continue
+        layout = "2006-01-02T15:04:05.000000Z07:00" if micro else "2006-01-02T15:04:05Z07:00"
+        if not isinstance(node, str) or not (_MICRO_TIME if micro else _TIME).fullmatch(node):
+            raise DecodeError(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f'parsing time "{node}" as "{layout}": cannot parse "{node}" as "{layout}"'
+            )
+
+
 def decode_check(rt: _resources.ResourceType, obj: Mapping[str, Any]) -> None:
     """Raise DecodeError for bodies that would not decode into the Go type (a useful subset)."""
+    _timestamp_errors(rt, obj)
     if rt.kind == "Secret":
         for key, value in (obj.get("data") or {}).items():
             try:
