@@ -128,6 +128,9 @@ class Event:
     namespace: str
     _encoded: dict[tuple[str, str], bytes] = dataclasses.field(default_factory=dict)
 
+    def forget_encoding(self) -> None:
+        self._encoded.clear()
+
     def encoded(self, kind: str, rt: _resources.ResourceType) -> bytes:
         key = (kind, rt.api_version)
         data = self._encoded.get(key)
@@ -415,6 +418,7 @@ class Store:
         for bucket_key in (namespace, None) if coll.namespaced else (None,):
             for watcher in coll.watchers.get(bucket_key, ()):
                 watcher.offer(event)
+        event.forget_encoding()  # the queues hold the bytes; the history need not
 
     # --- writing --------------------------------------------------------------------------------
 
