@@ -207,3 +207,31 @@ def test_a_binding_without_a_valid_role_ref_kind_is_422(kube: RawKube, namespace
     path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"
     response = kube.post(path, binding("b", "view", kind="Thing"))
     assert response.status == 422 and "roleRef.kind: Unsupported value" in response.message
+
+
+def test_the_finalize_subresource_releases_a_terminating_namespace(
+    kube: RawKube, cluster: cluster_mod.Cluster
+) -> None:
+    name = cluster.create_namespace("fin")
+    kube.patch(f"/api/v1/namespaces/{name}", {"spec": {"finalizers": ["kubernetes", "example.com/custom"]}})
+    kube.delete(f"/api/v1/namespaces/{name}")
+    poll(
+        lambda: (
+            kube.get(f"/api/v1/namespaces/{name}").body["spec"].get("finalizers") == ["example.com/custom"]
+        )
+    )
+    ns = kube.get(f"/api/v1/namespaces/{name}").body
+    assert ns["status"]["phase"] == "Terminating", "a custom spec finalizer holds the namespace"
+    released = kube.put(f"/api/v1/namespaces/{name}/finalize", {**ns, "spec": {"finalizers": []}})
+    assert released.status == 200
+    poll(lambda: kube.get(f"/api/v1/namespaces/{name}").status == 404)
+
+
+def test_finalize_of_a_missing_namespace_is_404(kube: RawKube) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "no-such"},
+        "spec": {"finalizers": []},
+    }
+    assert kube.put("/api/v1/namespaces/no-such/finalize", body).status == 404

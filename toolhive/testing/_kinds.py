@@ -186,8 +186,6 @@ def default(rt: _resources.ResourceType, obj: dict[str, Any], *, allocate_ip: An
             for key, value in string_data.items():
                 data[key] = base64.b64encode(str(value).encode()).decode()
             obj["data"] = data
-    elif kind == "ServiceAccount":
-        pass
 
 
 _MICRO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})")

@@ -46,10 +46,6 @@ class ResourceType:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
-    def group_version(self) -> str:
-        return self.api_version
-
     def discovery_entries(self) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {
             "name": self.plural,

@@ -426,7 +426,7 @@ class Store:
         self.rv += 1
         return str(self.rv)
 
-    def _check_namespace(
+    def check_namespace(
         self, rt: _resources.ResourceType, namespace: str, name: str, *, creating: bool
     ) -> None:
         if not rt.namespaced:
@@ -611,7 +611,7 @@ class Store:
             errors.extend(_kinds.crd_errors(new))
             if old is not None and not errors:
                 errors.extend(_crd_update_errors(new, old))
-        errors.extend(_validation.metadata_errors(meta, name_rule=rt.name_rule, namespaced=rt.namespaced))
+        errors.extend(_validation.metadata_errors(meta, name_rule=rt.name_rule))
         if old is not None and old["metadata"].get("deletionTimestamp"):
             before = set(old["metadata"].get("finalizers") or [])
             added = [f for f in meta.get("finalizers") or [] if f not in before]
@@ -691,7 +691,7 @@ class Store:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + "".join(random.choices(_GENERATE_ALPHABET, k=5))
         name = meta.get("name") or ""
-        self._check_namespace(rt, namespace, name, creating=True)
+        self.check_namespace(rt, namespace, name, creating=True)
         if name and self.lookup(rt, namespace, name) is not None:
             raise ApiStatusError(
                 409,
@@ -726,7 +726,7 @@ class Store:
         meta["name"] = name
         old = self.lookup(rt, namespace, name)
         if old is None:
-            self._check_namespace(rt, namespace, name, creating=False)
+            self.check_namespace(rt, namespace, name, creating=False)
             raise not_found(rt, name)
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
@@ -780,7 +780,7 @@ class Store:
                 strict=strict,
             )
         if old is None:
-            self._check_namespace(rt, namespace, name, creating=False)
+            self.check_namespace(rt, namespace, name, creating=False)
             raise not_found(rt, name)
         current = view(old, rt)
         try:
@@ -914,7 +914,7 @@ class Store:
         merged["apiVersion"] = rt.api_version
         merged["kind"] = rt.kind
         if old is None:
-            self._check_namespace(rt, namespace, name, creating=True)
+            self.check_namespace(rt, namespace, name, creating=True)
             merged["metadata"].pop("resourceVersion", None)
             created = self._write(
                 rt,
@@ -958,7 +958,7 @@ class Store:
         old = self.lookup(rt, namespace, name)
         if old is None:
             if rt.namespaced:
-                self._check_namespace(rt, namespace, name, creating=False)
+                self.check_namespace(rt, namespace, name, creating=False)
             raise not_found(rt, name)
         preconditions = options.get("preconditions") or {}
         if preconditions.get("uid") and preconditions["uid"] != old["metadata"]["uid"]:
@@ -1031,6 +1031,21 @@ class Store:
         if "customresourcecleanup.apiextensions.k8s.io" in finalizers:
             self._soon(lambda: self._cleanup_crd(uid))
         return False, view(stored, rt)
+
+    def set_namespace_finalizers(self, name: str, finalizers: list[str]) -> Obj:
+        """The `namespaces/{name}/finalize` subresource: replace spec.finalizers (may release it)."""
+        rt = self.types[("", "v1", "namespaces")]
+        current = self.lookup(rt, "", name)
+        if current is None:
+            raise not_found(rt, name)
+        new = copy.deepcopy(current)
+        if finalizers:
+            new.setdefault("spec", {})["finalizers"] = finalizers
+        else:
+            new.setdefault("spec", {}).pop("finalizers", None)
+        stored = self._store_system(rt, new, current)
+        self._soon(lambda: self._finalize_namespace(name))
+        return view(stored, rt)
 
     def _store_system(self, rt: _resources.ResourceType, new: Obj, old: Obj) -> Obj:
         """A write by the server itself (controllers): no validation, a new resourceVersion, an event."""

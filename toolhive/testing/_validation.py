@@ -148,7 +148,7 @@ def label_value_errors(value: str) -> list[str]:
     return out
 
 
-def metadata_errors(meta: Mapping[str, Any], *, name_rule: str, namespaced: bool) -> list[FieldError]:
+def metadata_errors(meta: Mapping[str, Any], *, name_rule: str) -> list[FieldError]:
     """Validate name, labels, annotations, finalizers and ownerReferences of an object's metadata."""
     errors: list[FieldError] = []
     name = meta.get("name")

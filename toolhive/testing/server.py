@@ -446,8 +446,6 @@ class LoopbackApi:
         name = route.name
         if route.plural == "namespaces" and not route.namespaced_path:
             namespace = route.name  # a Namespace is authorized in its own namespace, as upstream does
-        if route.plural == "namespaces" and route.namespaced_path:
-            pass
         if verb in ("list", "watch") and not name:
             field_name = self._pinned_name(request)
             if field_name:
@@ -816,21 +814,14 @@ class LoopbackApi:
         raise _not_found_path()
 
     def _finalize(self, rt: _resources.ResourceType, name: str, body: Any) -> _store.Obj:
-        store = self.store
-        current = store.lookup(rt, "", name)
-        if current is None:
-            raise _store.not_found(rt, name)
-        finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
-        new = json.loads(json.dumps(current))
-        new.setdefault("spec", {})["finalizers"] = list(finalizers)
-        if not finalizers:
-            new["spec"].pop("finalizers")
-        return store._store_system(rt, new, current)
+        spec = (body or {}).get("spec") if isinstance(body, Mapping) else None
+        finalizers = (spec or {}).get("finalizers") or []
+        return self.store.set_namespace_finalizers(name, [str(f) for f in finalizers])
 
     def _token_request(self, rt: _resources.ResourceType, route: _Route, body: Any) -> web.Response:
         store = self.store
         if store.lookup(rt, route.namespace, route.name) is None:
-            store._check_namespace(rt, route.namespace, route.name, creating=False)
+            store.check_namespace(rt, route.namespace, route.name, creating=False)
             raise _store.not_found(rt, route.name)
         body = body if isinstance(body, dict) else {}
         spec = dict(body.get("spec") or {})
