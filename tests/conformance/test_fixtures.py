@@ -87,3 +87,22 @@ def test_the_loopback_api_also_listens_on_https_for_kubectl(tmp_path: Path) -> N
         secure = RawKube(api.write_kubeconfig(tmp_path / "kc", tls=True))
         assert secure.base == api.https_url
         assert secure.get("/api/v1/namespaces/default").status == 200, "the CA in the kubeconfig verifies"
+
+
+def test_kubernetes_aio_works_over_both_listeners(tmp_path: Path) -> None:
+    import asyncio
+
+    import kubernetes.aio
+
+    async def names(path: Path) -> list[str]:
+        config = kubernetes.aio.client.Configuration()
+        await kubernetes.aio.config.load_kube_config(config_file=str(path), client_configuration=config)
+        async with kubernetes.aio.client.ApiClient(config) as client:
+            found = await kubernetes.aio.client.CoreV1Api(client).list_namespace()
+        await asyncio.sleep(0)  # let TLS transports finish closing inside this loop
+        return [n.metadata.name for n in found.items]
+
+    with LoopbackApi() as api:
+        plain = asyncio.run(names(api.write_kubeconfig(tmp_path / "plain")))
+        secure = asyncio.run(names(api.write_kubeconfig(tmp_path / "tls", tls=True)))
+    assert plain == secure == ["default", "kube-node-lease", "kube-public", "kube-system"]

@@ -1,7 +1,9 @@
-"""Test support shipped with the package: the loopback Kubernetes API (used by tests and the demo).
+"""Test support shipped with the package: the loopback Kubernetes API (used by tests, benchmarks and the demo).
 
-Front door: `LoopbackApi` (the server), `kubeconfig` (writer), and the request-log and fault types.
-Internals live in `_`-prefixed modules; see `toolhive.testing.server` for what the API implements.
+Front door: `LoopbackApi` (the server: `.url`/`.http_url`/`.https_url`, `.admin_token`, `.write_kubeconfig`,
+`.faults`, `.requests`, `.add_user`, `.compact`, `.call`, `.stop`), the fault and request-log types, and
+`write_kubeconfig`. Internals live in `_`-prefixed modules; `toolhive.testing.server` says what the API
+implements and what it does not. Nothing here is used by the operator at run time.
 """
 
 from toolhive.testing._faults import Faults, Request, RequestLog
