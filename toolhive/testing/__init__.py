@@ -1,4 +1,4 @@
-"""Test support shipped with the package: the loopback Kubernetes API (used by tests, benchmarks and the demo).
+"""Test support shipped with the package: the loopback Kubernetes API (for tests, benchmarks and the demo).
 
 Front door: `LoopbackApi` (the server: `.url`/`.http_url`/`.https_url`, `.admin_token`, `.write_kubeconfig`,
 `.faults`, `.requests`, `.add_user`, `.compact`, `.call`, `.stop`), the fault and request-log types, and
