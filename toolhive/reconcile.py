@@ -32,6 +32,8 @@ _tracer = trace.get_tracer("toolhive.reconcile")
 
 Lookup = Callable[..., kube.Body | None]
 WATCHED = {res.kind for res in (resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)}
+SERVICE_ACCOUNT_RECHECK_SECONDS = 15.0
+"""How often a server waiting for its `spec.serviceAccount` looks again (ServiceAccounts are not watched)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +114,27 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
             await ctx.applier.record_event(body, type_="Warning", reason="InvalidSpec", message=message)
         return "invalid", Result()  # only a new spec can fix it: no retry
 
+    # Gather: a named ServiceAccount must exist, else the runner's pods are refused at admission, far
+    # from the field. Nothing is created until it does (one GET per recheck, no write while waiting).
+    account = server.spec.service_account
+    if account is not None:
+        found = await ctx.api.get_or_none(resources.SERVICEACCOUNTS, account, namespace=namespace)
+        if found is None:
+            waiting = status.Observed(
+                _generation(body),
+                _status(body),
+                unsupported=checked.unsupported,
+                service_account=(account, False),
+            )
+            if await _report(body, ctx=ctx, observed=waiting):
+                await ctx.applier.record_event(
+                    body,
+                    type_="Warning",
+                    reason="ServiceAccountNotFound",
+                    message=f"spec.serviceAccount: ServiceAccount {account!r} not found in {namespace}",
+                )
+            return "waiting", Result(requeue_after=SERVICE_ACCOUNT_RECHECK_SECONDS)
+
     if constants.FINALIZER not in (meta.get("finalizers") or []):
         body = await ctx.applier.set_finalizer(body, present=True)
 
@@ -147,6 +170,7 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         url=desired.url,
         unsupported=checked.unsupported,
         replicas_capped=desired.replicas_capped,
+        service_account=(account, True) if account is not None else None,
     )
     await _report(body, ctx=ctx, observed=observed_status)
     if created:

@@ -19,6 +19,7 @@ from toolhive.errors import InvalidSpec
 
 STDIO_REPLICA_CAPPED: Final = "StdioReplicaCapped"
 RUNNING_MESSAGE: Final = "MCP server is running"  # ToolHive's wording; its e2e suites assert it
+SERVICE_ACCOUNT_FOUND: Final = "ServiceAccountFound"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Observed:
     unsupported: Sequence[str] = ()
     replicas_capped: bool = False
     terminating: bool = False
+    service_account: tuple[str, bool] | None = None
+    """`spec.serviceAccount` and whether it exists (None: the field is unset)."""
 
 
 def decide_status(observed: Observed, *, now: datetime) -> dict[str, Any]:
@@ -86,10 +89,25 @@ def decide_status(observed: Observed, *, now: datetime) -> dict[str, Any]:
                 "stdio servers cannot scale: the proxy runner runs 1 replica",
             )
         )
+    if observed.service_account is not None:
+        account, found = observed.service_account
+        updates.append(
+            condition(
+                SERVICE_ACCOUNT_FOUND,
+                found,
+                "ServiceAccountFound" if found else "ServiceAccountNotFound",
+                f"ServiceAccount {account!r} exists"
+                if found
+                else f"spec.serviceAccount: ServiceAccount {account!r} not found in this namespace; "
+                "create it or remove the field",
+            )
+        )
     for update in updates:
         result = conditions.set_condition(result, update)
     if not observed.replicas_capped:
         result = [c for c in result if c.type != STDIO_REPLICA_CAPPED]
+    if observed.service_account is None:
+        result = [c for c in result if c.type != SERVICE_ACCOUNT_FOUND]
 
     status: dict[str, Any] = {
         "phase": phase.value,
@@ -111,6 +129,9 @@ def _phase(observed: Observed) -> tuple[Phase, int | None, str]:
         return Phase.TERMINATING, None, "MCP server is being deleted"
     if observed.errors:
         return Phase.FAILED, None, "invalid spec: " + "; ".join(str(e) for e in observed.errors)
+    if observed.service_account is not None and not observed.service_account[1]:
+        account = observed.service_account[0]
+        return Phase.PENDING, None, f"waiting for ServiceAccount {account!r} (spec.serviceAccount)"
     deployment = observed.deployment
     if deployment is None:
         return Phase.PENDING, None, "creating the proxy runner"

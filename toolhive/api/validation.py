@@ -29,6 +29,12 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 POD_TEMPLATE_PATH: Final = "spec.podTemplateSpec"
+# `spec.args` travel in the RunConfig ConfigMap (1 MiB for all its data) and end up as the MCP container's
+# argv: Linux refuses a single argument over MAX_ARG_STRLEN (128 KiB) at exec, and the whole argv and
+# environment share ARG_MAX. The API server only stops a request at 3 MiB, so without this bound a huge
+# list is accepted, then fails at apply (ConfigMap too long) or at exec, far from the field.
+MAX_ARG_BYTES: Final = 128 * 1024
+MAX_ARGS_TOTAL_BYTES: Final = 256 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +83,7 @@ def validate(server: models.MCPServer) -> list[errors.InvalidSpec]:
     spec = server.spec
     problems: list[errors.InvalidSpec] = []
     problems += _fail_closed(spec)
+    problems += _args_problems(spec.args)
     for index, volume in enumerate(spec.volumes):
         path = f"spec.volumes[{index}]"
         problems += _name(f"{path}.name", volume.name, _DNS_LABEL, 63, "a DNS-1123 label")
@@ -288,6 +295,24 @@ def _fail_closed(spec: models.MCPServerSpec) -> list[errors.InvalidSpec]:
         for name in sorted(models.FAIL_CLOSED_FIELDS, key=lambda n: fields[n].alias or n)
         if getattr(spec, name) is not None
     ]
+
+
+def _args_problems(args: Sequence[str]) -> list[errors.InvalidSpec]:
+    sizes = [len(arg.encode()) for arg in args]
+    problems = [
+        errors.InvalidSpec(f"spec.args[{index}]", f"is {size} bytes; at most {MAX_ARG_BYTES} (exec's limit)")
+        for index, size in enumerate(sizes)
+        if size > MAX_ARG_BYTES
+    ]
+    if not problems and sum(sizes) > MAX_ARGS_TOTAL_BYTES:
+        problems.append(
+            errors.InvalidSpec(
+                "spec.args",
+                f"are {sum(sizes)} bytes in total; at most {MAX_ARGS_TOTAL_BYTES} (they travel in the "
+                "RunConfig ConfigMap and the container's argv)",
+            )
+        )
+    return problems
 
 
 def _name(path: str, value: str, pattern: re.Pattern[str], limit: int, what: str) -> list[errors.InvalidSpec]:

@@ -98,6 +98,10 @@ def test_a_custom_service_account_replaces_the_generated_one(
     admin: harness.Admin, namespace: str, start_operator: OperatorFactory
 ) -> None:
     start_operator([namespace])
+    # The operator waits for a named ServiceAccount to exist (ServiceAccountFound), so create it first.
+    admin.core.create_namespaced_service_account(
+        namespace, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "fetch-identity"}}
+    )
     admin.create_mcpserver(namespace, "fetch", transport="streamable-http", serviceAccount="fetch-identity")
     deployment = cluster_mod.poll(
         lambda: admin.read(admin.apps.read_namespaced_deployment, "fetch", namespace), timeout=20
