@@ -94,6 +94,7 @@ def test_discovery_mode_renders_discovery_and_leaves_every_grant_to_it(
         ("ClusterRoleBinding", "", "toolhive-discovery"),
         ("Deployment", "toolhive-system", "toolhive-discovery"),
         ("NamespaceDiscovery", "", "toolhive-operator"),
+        ("PodDisruptionBudget", "toolhive-system", "toolhive-discovery"),
         ("Role", "toolhive-system", "toolhive-discovery-leader-election"),
         ("RoleBinding", "toolhive-system", "toolhive-discovery-leader-election"),
         ("ServiceAccount", "toolhive-system", "toolhive-discovery"),

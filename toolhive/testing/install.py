@@ -48,6 +48,7 @@ _PLURALS: Final = {
     "ConfigMap": "configmaps",
     "Service": "services",
     "Deployment": "deployments",
+    "PodDisruptionBudget": "poddisruptionbudgets",
     "Job": "jobs",
     "ClusterRole": "clusterroles",
     "ClusterRoleBinding": "clusterrolebindings",
@@ -58,6 +59,8 @@ _PLURALS: Final = {
 _CLUSTER_SCOPED: Final = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 _ENV_REFERENCE: Final = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 _HOOK: Final = "helm.sh/hook"
+# What concerns the chart's pods, which do not exist here (the processes run outside the cluster).
+_POD_KINDS: Final = ("Deployment", "PodDisruptionBudget")
 _INSTALL_HOOKS: Final = frozenset({"pre-install", "post-install"})
 
 
@@ -121,7 +124,7 @@ def apply_documents(
     documents: Iterable[Mapping[str, Any]],
     *,
     namespace: str,
-    skip_kinds: Sequence[str] = ("Deployment",),
+    skip_kinds: Sequence[str] = _POD_KINDS,
 ) -> list[str]:
     """Server-side apply every document (admin `client`); returns `Kind namespace/name` of each applied.
 
@@ -279,7 +282,7 @@ def uninstall(installation: Installation, *, admin_kubeconfig: Path, workdir: Pa
                 plurals[doc["spec"]["names"]["kind"]] = doc["spec"]["names"]["plural"]
         for doc in reversed(sort_documents(installation.documents)):
             kind = doc["kind"]
-            if kind in ("CustomResourceDefinition", "Deployment") or is_hook(doc):
+            if kind == "CustomResourceDefinition" or kind in _POD_KINDS or is_hook(doc):
                 continue
             scoped = kind not in _CLUSTER_SCOPED and kind not in _cluster_scoped_custom(
                 installation.documents
