@@ -19,12 +19,16 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
 from discovery import kube
 from toolhive import constants, logs, operator, resources, settings, telemetry
+
+if TYPE_CHECKING:  # the testing package loads only when the demo runs
+    from toolhive.testing import install as install_module
+    from toolhive.testing import otlp as otlp_module
 
 T = TypeVar("T")
 
@@ -215,7 +219,10 @@ async def _main(narrator: Narrator, *, keep: bool, cluster: bool) -> int:
 
 
 async def _run_discovery(
-    config: settings.Settings, identities: dict[str, Any] | Any, stop: asyncio.Event, apis: list[kube.Api]
+    config: settings.Settings,
+    identities: Mapping[str, install_module.Identity],
+    stop: asyncio.Event,
+    apis: list[kube.Api],
 ) -> None:
     import discovery
     from toolhive import cli
@@ -380,7 +387,7 @@ async def _show_membership(stage: Stage, narrator: Narrator) -> None:
     )
 
 
-async def _show_trace(stage: Stage, narrator: Narrator, receiver: Any) -> None:
+async def _show_trace(stage: Stage, narrator: Narrator, receiver: otlp_module.OtlpReceiver) -> None:
     narrator.section(
         f"4. one trace: label on {stage.team_b} -> discovery decision -> grant -> reconcile -> Deployment"
     )
@@ -443,7 +450,11 @@ def _condense(lines: list[str]) -> tuple[list[str], int, int]:
 
 
 async def _keep(
-    narrator: Narrator, admin_kubeconfig: Path, installation: Any, stage: Stage, stop: asyncio.Event
+    narrator: Narrator,
+    admin_kubeconfig: Path,
+    installation: install_module.Installation,
+    stage: Stage,
+    stop: asyncio.Event,
 ) -> None:
     narrator.section("--keep: the API, discovery and the operator keep running; Ctrl-C stops them")
     narrator.detail(f"export KUBECONFIG={admin_kubeconfig}")
