@@ -477,9 +477,21 @@ async def _keep(
 
 
 async def _cleanup_cluster(stage: Stage, narrator: Narrator) -> None:
+    """Delete the demo's namespaces while discovery and the operator still run, so both finalize."""
     for namespace in (stage.team_a, stage.team_b):
         await stage.admin.delete(kube.NAMESPACES, namespace)
-    narrator.step(f"namespaces {stage.team_a} and {stage.team_b} deleted; uninstalling the release")
+
+    async def gone() -> bool:
+        for namespace in (stage.team_a, stage.team_b):
+            if await stage.admin.get_or_none(kube.NAMESPACES, namespace) is not None:
+                return False
+        return True
+
+    try:
+        await _wait(gone, what="demo namespaces deleted", interval=0.5, timeout=120)
+        narrator.step(f"namespaces {stage.team_a} and {stage.team_b} deleted; uninstalling the release")
+    except DemoFailed as failure:
+        narrator.step(f"warning: {failure}; uninstalling the release anyway")
 
 
 async def _reconciled(admin: kube.Api, namespace: str, *, ready: bool) -> kube.Body | None:
