@@ -296,19 +296,24 @@ def uninstall(installation: Installation, *, admin_kubeconfig: Path, workdir: Pa
 
 
 def container_env(
-    documents: Iterable[Mapping[str, Any]], deployment: str, *, namespace: str, pod_name: str
+    documents: Iterable[Mapping[str, Any]],
+    deployment: str,
+    *,
+    namespace: str,
+    pod_name: str,
+    kind: str = "Deployment",
 ) -> dict[str, str]:
-    """The env of the first container of Deployment `deployment` in the render, as plain strings.
+    """The env of the first container of Deployment (or Job, by `kind`) `deployment` in the render.
 
     `POD_NAMESPACE`/`POD_NAME` (Downward API) become `namespace`/`pod_name`; `$(VAR)` references are
     expanded as the kubelet does; values from Secrets or ConfigMaps are not supported (none rendered).
     """
     for doc in documents:
-        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == deployment:
+        if doc["kind"] == kind and doc["metadata"]["name"] == deployment:
             container = doc["spec"]["template"]["spec"]["containers"][0]
             break
     else:
-        raise LookupError(f"the render has no Deployment {deployment!r}")
+        raise LookupError(f"the render has no {kind} {deployment!r}")
     downward = {"metadata.namespace": namespace, "metadata.name": pod_name}
     env: dict[str, str] = {}
     for item in container.get("env") or []:
