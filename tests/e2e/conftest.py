@@ -45,6 +45,17 @@ class Kube:
             raise
         return result if isinstance(result, dict) else self.client.sanitize_for_serialization(result)
 
+    def mcpservers(self, namespace: str) -> list[dict[str, Any]]:
+        found = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "mcpservers")
+        return list(found.get("items") or [])
+
+    def delete_mcpservers(self, namespace: str) -> None:
+        for item in self.mcpservers(namespace):
+            self.delete_mcpserver(namespace, item["metadata"]["name"])
+
+    def namespace_exists(self, name: str) -> bool:
+        return self._get(self.core.read_namespace, name) is not None
+
     def rolebinding(self, namespace: str, name: str = GRANT) -> dict[str, Any] | None:
         return self._get(self.rbac.read_namespaced_role_binding, name, namespace)
 
@@ -83,17 +94,24 @@ def kube(cluster: cluster_mod.Cluster) -> Iterator[Kube]:
 
 
 @pytest.fixture
-def make_namespace(cluster: cluster_mod.Cluster) -> Iterator[Callable[..., str]]:
+def created_namespaces() -> list[str]:
+    """Names of the namespaces this test created (shared by `make_namespace` and `run_processes`)."""
+    return []
+
+
+@pytest.fixture
+def make_namespace(
+    cluster: cluster_mod.Cluster, created_namespaces: list[str]
+) -> Iterator[Callable[..., str]]:
     """Create a uniquely named namespace (optionally labelled for onboarding); deleted after the test."""
-    created: list[str] = []
 
     def make(prefix: str, *, labelled: bool = False) -> str:
         name = cluster.create_namespace(prefix, labels={LABEL: "true"} if labelled else None)
-        created.append(name)
+        created_namespaces.append(name)
         return name
 
     yield make
-    for name in created:
+    for name in created_namespaces:
         cluster.delete_namespace(name)
 
 
@@ -120,8 +138,14 @@ def install_chart(
 
 
 @pytest.fixture
-def run_processes(tmp_path: Path) -> Iterator[Callable[..., dict[str, processes.Process]]]:
-    """Start the installation's processes (subprocesses, chart env, own tokens); stopped at teardown."""
+def run_processes(
+    tmp_path: Path, cluster: cluster_mod.Cluster, kube: Kube, created_namespaces: list[str]
+) -> Iterator[Callable[..., dict[str, processes.Process]]]:
+    """Start the installation's processes (subprocesses, chart env, own tokens); stopped at teardown.
+
+    Before they stop, the test's namespaces are deleted and awaited, so the operator and discovery
+    finalize them (on a real cluster nothing is left terminating behind a finalizer).
+    """
     with contextlib.ExitStack() as stack:
 
         def start(
@@ -131,6 +155,23 @@ def run_processes(tmp_path: Path) -> Iterator[Callable[..., dict[str, processes.
             return stack.enter_context(running)
 
         yield start
+        # MCPServers first: in static-list mode nothing keeps the chart's RoleBinding alive while a
+        # namespace terminates, so a namespace deleted with MCPServers in it can strand their finalizer
+        # (the grant can go before the operator finalizes). Discovery's grants carry a finalizer for this.
+        for name in created_namespaces:
+            kube.delete_mcpservers(name)
+        cluster_mod.poll(
+            lambda: not any(kube.mcpservers(name) for name in created_namespaces),
+            timeout=60,
+            message="the test's MCPServers are finalized while the processes still run",
+        )
+        for name in created_namespaces:
+            cluster.delete_namespace(name)
+        cluster_mod.poll(
+            lambda: not any(kube.namespace_exists(name) for name in created_namespaces),
+            timeout=60,
+            message="the test's namespaces are gone while the processes still run",
+        )
 
 
 def logs_of(started: Mapping[str, processes.Process]) -> str:
