@@ -141,3 +141,17 @@ def test_a_watch_is_logged_when_it_starts(
     assert thread.is_alive(), "logged while the stream is still open"
     faults.drop_watches(path=f"/namespaces/{namespace}/configmaps")
     thread.join(5)
+
+
+def test_a_client_that_goes_away_leaves_no_watcher_behind(tmp_path: Path) -> None:
+    with LoopbackApi(rbac=False) as api:
+        kube = RawKube(api.write_kubeconfig(tmp_path / "kc"))
+
+        def open_watchers() -> int:
+            return api.call(lambda store: sum(1 for _ in store.open_watchers()))
+
+        stream = kube.watch("/api/v1/namespaces", timeoutSeconds=60, timeout=60)
+        assert next(stream)["type"] == "ADDED"
+        assert open_watchers() == 1
+        stream.close()  # closes the connection mid-stream
+        cluster_mod.poll(lambda: open_watchers() == 0)

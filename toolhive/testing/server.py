@@ -1016,8 +1016,8 @@ class LoopbackApi:
             await response.prepare(request)
             self._log(request, request[_ATTRS], 200)  # a watch counts when it starts, not when it ends
             await self._pump(watcher, response, rt, timeout=timeout, bookmarks=bookmarks)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away; a disconnect while idle cancels the handler instead
         finally:
             store.unwatch(watcher)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
