@@ -70,13 +70,15 @@ def run_soak(
             violations = "\n".join(f"  {v}" for v in last)
             pytest.fail(
                 f"seed {seed}: invariants still broken {converge_timeout:.0f}s after quiescence:\n"
-                f"{violations}\n{driver.tally.summary(seed=seed, seconds=chaos, converged=float('nan'))}\n"
-                f"{driver.logs()}"
+                f"{violations}\nrefused requests: {driver.rejected()}\n"
+                f"{driver.tally.summary(seed=seed, seconds=chaos, converged=float('nan'))}\n"
+                f"{driver.logs()}\nevery replica's full log: {logdir}"
             )
         converged = time.monotonic() - quiet
         summary = driver.tally.summary(seed=seed, seconds=chaos, converged=converged)
+        rejected = "; ".join(driver.rejected()) or "none"
         with capsys.disabled():
-            print(f"{summary}\nfinal state: {state[0]}", flush=True)
+            print(f"{summary}\nfinal state: {state[0]}\nrefused requests: {rejected}", flush=True)
         crashes = driver.unexpected_exits()
         assert not crashes, "replicas exited without being signalled:\n" + "\n".join(crashes)
         return summary
