@@ -317,3 +317,9 @@ def test_cel_transition_rules_compare_with_the_old_object(kube: RawKube, group: 
     assert kube.patch(f"{base}/w", {"spec": {"size": 2}}).status == 200
     changed = kube.patch(f"{base}/w", {"spec": {"id": "b"}})
     assert changed.status == 422 and 'spec.id: Invalid value: "string": id is immutable' in changed.message
+
+
+def test_a_custom_resource_without_a_kind_is_400(kube: RawKube, group: str, namespace: str) -> None:
+    body = {"apiVersion": f"{group}/v1", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    response = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets", body)
+    assert response.status == 400 and "Object 'Kind' is missing" in response.message

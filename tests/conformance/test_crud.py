@@ -198,7 +198,6 @@ def test_neither_name_nor_generate_name_is_422(kube: RawKube, namespace: str) ->
     ("body", "raw", "ctype"),
     [
         (None, b"{not json", "application/json"),
-        ({"apiVersion": "v1", "metadata": {"name": "a"}}, None, "application/json"),
         ({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}, None, "application/json"),
         (
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "other"}},
@@ -206,7 +205,7 @@ def test_neither_name_nor_generate_name_is_422(kube: RawKube, namespace: str) ->
             "application/json",
         ),
     ],
-    ids=["malformed json", "missing kind", "kind of another resource", "namespace differs from the URL"],
+    ids=["malformed json", "kind of another resource", "namespace differs from the URL"],
 )
 def test_undecodable_or_mismatched_bodies_are_400(
     kube: RawKube, namespace: str, body: object, raw: bytes | None, ctype: str
@@ -368,3 +367,11 @@ def test_lease_times_are_micro_times(kube: RawKube, namespace: str, renew: str, 
     }
     response = kube.post(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body)
     assert response.status == (201 if accepted else 400), response.body
+
+
+def test_builtin_bodies_without_kind_and_api_version_take_them_from_the_url(
+    kube: RawKube, namespace: str
+) -> None:
+    created = kube.post(f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "bare"}})
+    assert created.status == 201
+    assert created.body["kind"] == "ConfigMap" and created.body["apiVersion"] == "v1"

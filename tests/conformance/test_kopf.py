@@ -83,10 +83,15 @@ def test_kopf_runs_a_create_handler_and_patches_the_object(
     kopf.on.login(registry=registry)(login_handler(cluster))
 
     @kopf.on.create("v1", "configmaps", registry=registry, labels={"smoke": "yes"})
-    def handle(patch: kopf.Patch, name: str, **_: Any) -> None:
+    def handle(patch: kopf.Patch, name: str, body: kopf.Body, **_: Any) -> None:
         patch.setdefault("data", {})["handled-by"] = f"kopf:{name}"
+        kopf.info(body, reason="Smoke", message="smoke handler succeeded")
 
-    with running(registry, quiet_settings(), namespaces=[namespace]):
+    settings = quiet_settings()
+    settings.posting.enabled = (
+        True  # kopf posts core v1 Events without kind/apiVersion: they must be accepted
+    )
+    with running(registry, settings, namespaces=[namespace]):
         kube.post(
             f"/api/v1/namespaces/{namespace}/configmaps",
             {
@@ -103,6 +108,15 @@ def test_kopf_runs_a_create_handler_and_patches_the_object(
             lambda: kube.get(f"/api/v1/namespaces/{namespace}/configmaps/smoke").body.get("data"), timeout=20
         )
         assert done == {"handled-by": "kopf:smoke"}
+        events = cluster_mod.poll(
+            lambda: [
+                e
+                for e in kube.get(f"/api/v1/namespaces/{namespace}/events").body["items"]
+                if e["involvedObject"].get("name") == "smoke"
+            ],
+            timeout=20,
+        )
+        assert "succeeded" in events[0]["message"]
     assert "data" not in kube.get(f"/api/v1/namespaces/{namespace}/configmaps/ignored").body
 
 

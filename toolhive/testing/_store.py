@@ -464,14 +464,16 @@ class Store:
                 "the body of the request was in an unknown format - accepted media types include: "
                 "application/json, application/yaml, application/vnd.kubernetes.protobuf"
             )
+        # The decoder defaults a missing kind/apiVersion from the URL for built-in kinds; a custom
+        # resource (decoded as unstructured) must name its kind, its apiVersion is still defaulted.
         if not body.get("kind"):
-            raise bad_request(
-                f"Object 'Kind' is missing in '{json.dumps(body, separators=(',', ':'))[:200]}'"
-            )
+            if rt.crd:
+                raise bad_request(
+                    f"Object 'Kind' is missing in '{json.dumps(body, separators=(',', ':'))[:200]}'"
+                )
+            body["kind"] = rt.kind
         if not body.get("apiVersion"):
-            raise bad_request(
-                f"Object 'apiVersion' is missing in '{json.dumps(body, separators=(',', ':'))[:200]}'"
-            )
+            body["apiVersion"] = rt.api_version
         if body["kind"] != rt.kind or body["apiVersion"] not in self._versions_of(rt):
             raise bad_request(
                 f"the API version in the data ({body['apiVersion']}) does not match the expected API version "
