@@ -168,7 +168,8 @@ def _discovery_cleanup(args: argparse.Namespace) -> int:
     """Revoke every grant of this discovery owner (uninstall); exit 0 when none is left, 1 otherwise.
 
     Holds discovery's leader Lease while it runs (when leader election is on) so discovery stands down;
-    the operator releases each namespace through the usual draining handshake.
+    the operator releases each namespace through the usual draining handshake. Exit 2: an API error
+    (such as 403) stopped it.
     """
     import asyncio
 
@@ -192,7 +193,11 @@ def _discovery_cleanup(args: argparse.Namespace) -> int:
             await api.close()
             await asyncio.sleep(0)  # aiohttp closes TLS transports on the next loop iteration
 
-    report = asyncio.run(main())
+    try:
+        report = asyncio.run(main())
+    except kube.ApiError as error:  # e.g. 403: the hook runs with another identity than discovery's
+        print(f"discovery cleanup failed: {error}", file=sys.stderr)
+        return 2
     print(
         json.dumps(
             {"released": report.released, "revokedAfterGrace": report.forced, "left": report.left},

@@ -203,8 +203,19 @@ def test_cleanup_gives_up_with_exit_1_naming_what_is_left(
         assert team in found.managed(), "a binding not yet released is not deleted before the grace"
 
 
-def cli_cleanup(found: discovery_harness.Discovery, *args: str) -> subprocess.CompletedProcess[str]:
-    kubeconfig: Path = found.rbac.kubeconfig()
+def test_cleanup_with_the_wrong_identity_fails_with_exit_2_and_the_reason(
+    discovery_rbac: discovery_harness.DiscoveryRbac, admin: harness.Admin, operator_kubeconfig: Path
+) -> None:
+    found = discovery_harness.Discovery(admin, discovery_rbac, spec={})
+    result = cli_cleanup(found, "--timeout-seconds", "5", kubeconfig=operator_kubeconfig)
+    assert result.returncode == 2, result.stderr
+    assert "discovery cleanup failed" in result.stderr and "403" in result.stderr
+
+
+def cli_cleanup(
+    found: discovery_harness.Discovery, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    kubeconfig = kubeconfig or found.rbac.kubeconfig()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TOOLHIVE_", "OTEL_"))} | {
         "KUBECONFIG": str(kubeconfig),
         "POD_NAMESPACE": found.rbac.release_namespace,
