@@ -102,7 +102,20 @@ async def _serve(config: settings.Settings, *, api: kube.Api, metrics: metrics_m
         return await reconcile.process(key, triggers, ctx=ctx)
 
     async def release(namespace: str) -> None:
-        await reconcile.release_namespace(namespace, ctx=ctx)
+        try:
+            await reconcile.release_namespace(namespace, ctx=ctx)
+        except kube.ApiError as error:
+            if error.status != 403:
+                raise
+            # The grant is already gone (revoked after the grace period): nothing here can be touched any
+            # more, so stop serving instead of retrying a 403 forever, which would also hold up every later
+            # join. Finalizers left there are reported once, here.
+            log.warning(
+                "left namespace %s without releasing it: access already revoked (%s)",
+                namespace,
+                error,
+                extra={"k8s.namespace.name": namespace},
+            )
 
     mux = Multiplexer(
         api, process=process, on_release=release, workers=config.operator.max_concurrent_reconciles
