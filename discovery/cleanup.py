@@ -57,7 +57,9 @@ async def cleanup(
     `lease` is discovery's leader Lease: held by this process (renewed each round) so an elected discovery
     stops acting; None when discovery runs without leader election (it may then re-grant meanwhile).
     A grant is deleted once the grantee annotated it `released`, or `config.grace_seconds` after this
-    cleanup first saw it (the grantee may not run at all).
+    cleanup first saw it (the grantee may not run at all). Done: the Lease stays held for one ordinary
+    lease duration (Helm deletes discovery meanwhile). Given up: the Lease is given back at once, since the
+    uninstall stops there and discovery must keep the cluster converged.
     """
     report = Report()
     writer = grants.Grants(api, config=config, tracer=_tracer, clock=lambda: datetime.now(UTC))
@@ -78,6 +80,10 @@ async def cleanup(
                 len(report.released),
                 len(report.forced),
             )
+            if lease is not None and report.lease_held:
+                # Hold on only as long as an ordinary lease: Helm deletes discovery right after the hook,
+                # and a reinstall soon after must not wait for the whole hold.
+                await _hold_lease(api, lease, hold_seconds=lease.lease_seconds)
             return report
         for namespace, body in sorted(left.items()):
             first_seen.setdefault(namespace, now)
@@ -104,6 +110,8 @@ async def cleanup(
                 timeout_seconds,
                 ", ".join(report.left),
             )
+            if lease is not None:
+                await _give_back(api, lease)  # the uninstall stops here: discovery resumes and converges
             return report
         await asyncio.sleep(poll_seconds)
 
@@ -223,3 +231,16 @@ async def _hold_lease(api: kube.Api, lease: leader.LeaseConfig, *, hold_seconds:
             return False  # raced with a renewal: the next round tries again
         log.warning("cannot hold lease %s (discovery may re-grant meanwhile): %s", lease.name, error)
         return False
+
+
+async def _give_back(api: kube.Api, lease: leader.LeaseConfig) -> None:
+    """Empty the Lease's holder (as a leader does on shutdown) so a standby discovery takes over at once."""
+    try:
+        current = await api.get_or_none(kube.LEASES, lease.name, namespace=lease.namespace)
+        if current is None or (current.get("spec") or {}).get("holderIdentity") != lease.identity:
+            return
+        current["spec"]["holderIdentity"] = ""
+        current["spec"]["leaseDurationSeconds"] = 1
+        await api.replace(kube.LEASES, current)
+    except kube.ApiError as error:
+        log.warning("could not give lease %s back (it expires by itself): %s", lease.name, error)

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import kubernetes
+
 from tests.e2e.conftest import Kube, logs_of, wait_for
 from toolhive.testing import install, processes
 
@@ -81,3 +83,8 @@ def test_the_uninstall_hook_revokes_every_grant_after_the_operator_released_its_
     membership = kube.membership()
     assert membership.get("members") == [] and membership.get("draining") == []
     assert all(process.alive() for process in started.values()), logs_of(started)
+    # The hook keeps discovery's Lease for one lease duration (Helm deletes discovery meanwhile). Here the
+    # installation outlives the test's uninstall, so stop discovery and drop its Lease for the next test.
+    started["toolhive-discovery"].stop()
+    leases = kubernetes.client.CoordinationV1Api(kube.client)
+    leases.delete_namespaced_lease("toolhive-operator-discovery", installation.namespace)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import kubernetes
 import pytest
 
 import discovery
@@ -155,6 +156,12 @@ def test_cleanup_revokes_every_grant_after_the_operator_released_its_finalizers(
         assert late not in elected_discovery.managed(), "discovery re-granted during uninstall"
         time.sleep(0.2)
     assert operator_following.alive
+    # The hold is bounded: one lease duration after the cleanup, discovery leads again and grants.
+    cluster_mod.poll(
+        lambda: late in elected_discovery.granted({late}),
+        timeout=20,
+        message="discovery takes its lease back once the hold expires",
+    )
 
 
 def test_cleanup_without_an_operator_is_bounded_by_the_grace_period_and_idempotent(
@@ -201,6 +208,12 @@ def test_cleanup_gives_up_with_exit_1_naming_what_is_left(
         assert result.returncode == 1
         assert f'"left": ["{team}"]' in result.stdout
         assert team in found.managed(), "a binding not yet released is not deleted before the grace"
+        # Given up: the Lease is handed back at once, so discovery resumes without waiting for a hold.
+        coordination = kubernetes.client.CoordinationV1Api(admin.client)
+        lease = coordination.read_namespaced_lease(
+            f"{found.name}-discovery", discovery_rbac.release_namespace
+        )
+        assert not lease.spec.holder_identity
 
 
 def test_cleanup_with_the_wrong_identity_fails_with_exit_2_and_the_reason(
