@@ -243,3 +243,17 @@ def test_self_subject_rules_review_lists_the_callers_rules(
 
 def test_reviews_only_accept_create(kube: RawKube) -> None:
     assert kube.get("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews").status == 405
+
+
+def test_an_apply_that_creates_needs_create_as_well_as_patch(
+    kube: RawKube, robot: RawKube, namespace: str
+) -> None:
+    grant(kube, namespace, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}])
+    path = f"/api/v1/namespaces/{namespace}/configmaps/applied"
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}}
+    denied = robot.patch(path, config, "application/apply-patch+yaml", query={"fieldManager": "robot"})
+    assert denied.status == 403
+    assert 'cannot create resource "configmaps"' in denied.message
+    kube.post(f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "applied"}})
+    allowed = robot.patch(path, config, "application/apply-patch+yaml", query={"fieldManager": "robot"})
+    assert allowed.status == 200, "patch alone suffices once the object exists"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -770,6 +771,14 @@ class LoopbackApi:
         apply = ctype == "application/apply-patch+yaml"
         force_raw = request.query.get("force")
         body = await self._body(request)
+        if apply and not status_write and self.store.lookup(rt, route.namespace, route.name) is None:
+            # An apply that creates is authorized as a create too (upstream's create-on-update check).
+            creating = dataclasses.replace(request[_ATTRS], verb="create")
+            if self.rbac and self.authorizer is not None and not self.authorizer.authorize(creating):
+                status = self.authorizer.forbidden_status(creating)
+                raise _store.ApiStatusError(
+                    403, "Forbidden", status["message"], details=status.get("details")
+                )
         code, obj = self.store.patch(
             rt,
             route.namespace,
