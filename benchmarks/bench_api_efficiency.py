@@ -161,16 +161,16 @@ def render(rows: list[Row]) -> str:
         "action",
         "operator writes",
         "reads",
-        "watches ended",
+        "watches opened",
         "operator requests (verb resource count)",
         "discovery writes",
         "reads",
-        "watches ended",
+        "watches opened",
         "discovery requests",
     )
     notes = (
-        "\nWatch requests are logged when their stream ends (the operator ends 4 per namespace it leaves, "
-        "and opens 4 per namespace it joins, after 4 lists). Lease writes are leader election renewals."
+        "\nWatch requests are counted when opened (the operator opens 4 per namespace it joins, after 4 "
+        "lists, and ends them when it leaves). Lease writes are leader election renewals."
     )
     return h.table(headers, table_rows) + "\n" + notes
 
