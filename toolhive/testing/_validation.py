@@ -57,43 +57,44 @@ def forbidden(field: str, detail: str) -> FieldError:
     return FieldError(field, "FieldValueForbidden", f"Forbidden: {detail}")
 
 
-def dns1123_label_errors(value: str) -> list[str]:
+def _format_errors(value: str, *, limit: int, pattern: str, explanation: str) -> list[str]:
+    """The two checks every Kubernetes name format makes: a length limit and a regex."""
     out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not re.fullmatch(_DNS1123_LABEL, value):
-        out.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-            "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-            f"validation is '{_DNS1123_LABEL}')"
-        )
+    if len(value) > limit:
+        out.append(f"must be no more than {limit} characters")
+    if not re.fullmatch(pattern, value):
+        out.append(f"{explanation}, regex used for validation is '{pattern}')")
     return out
+
+
+def dns1123_label_errors(value: str) -> list[str]:
+    return _format_errors(
+        value,
+        limit=63,
+        pattern=_DNS1123_LABEL,
+        explanation="a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc'",
+    )
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
-    out = []
-    if len(value) > 253:
-        out.append("must be no more than 253 characters")
-    if not re.fullmatch(_DNS1123_SUBDOMAIN, value):
-        out.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-            f"validation is '{_DNS1123_SUBDOMAIN}')"
-        )
-    return out
+    return _format_errors(
+        value,
+        limit=253,
+        pattern=_DNS1123_SUBDOMAIN,
+        explanation="a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+        "or '.', and must start and end with an alphanumeric character (e.g. 'example.com'",
+    )
 
 
 def dns1035_label_errors(value: str) -> list[str]:
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not re.fullmatch(_DNS1035_LABEL, value):
-        out.append(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-            "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
-            f"regex used for validation is '{_DNS1035_LABEL}')"
-        )
-    return out
+    return _format_errors(
+        value,
+        limit=63,
+        pattern=_DNS1035_LABEL,
+        explanation="a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with "
+        "an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123'",
+    )
 
 
 def path_segment_errors(value: str) -> list[str]:
@@ -136,16 +137,14 @@ def qualified_name_errors(value: str) -> list[str]:
 
 
 def label_value_errors(value: str) -> list[str]:
-    out = []
-    if len(value) > 63:
-        out.append("must be no more than 63 characters")
-    if not re.fullmatch(_LABEL_VALUE, value):
-        out.append(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-            f"'12345', regex used for validation is '{_LABEL_VALUE}')"
-        )
-    return out
+    return _format_errors(
+        value,
+        limit=63,
+        pattern=_LABEL_VALUE,
+        explanation="a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+        "or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+        "'12345'",
+    )
 
 
 def metadata_errors(meta: Mapping[str, Any], *, name_rule: str) -> list[FieldError]:
