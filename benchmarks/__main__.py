@@ -1,8 +1,8 @@
 """`make bench` = `python -m benchmarks`: every benchmark in turn, each bounded in time, printing tables.
 
-Order: tracing overhead, API efficiency, onboarding/revocation latency (10, 100, 1000 member namespaces),
-scale (1000 namespaces x 10 MCPServers). `--quick` runs small sizes (a couple of minutes in all);
-`--only NAME` runs one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
+Order: tracing overhead (per span, then per reconcile pass), API efficiency, onboarding/revocation
+latency (10, 100, 1000 member namespaces), scale (1000 namespaces x 10 MCPServers). `--quick` runs small
+sizes (a few minutes in all); `--only NAME` runs one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from benchmarks import _harness, bench_api_efficiency, bench_onboarding, bench_scale, bench_tracing_overhead
+from benchmarks import (
+    _harness,
+    bench_api_efficiency,
+    bench_onboarding,
+    bench_reconcile_tracing,
+    bench_scale,
+    bench_tracing_overhead,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -20,11 +27,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m benchmarks", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
-    parser.add_argument("--only", choices=["tracing", "efficiency", "onboarding", "scale"], help="run one")
+    parser.add_argument(
+        "--only",
+        choices=["tracing", "reconcile-tracing", "efficiency", "onboarding", "scale"],
+        help="run one",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     plan: list[tuple[str, Callable[[], None]]] = [
         ("tracing", lambda: bench_tracing_overhead.main(["--iterations", "2000" if quick else "20000"])),
+        ("reconcile-tracing", lambda: bench_reconcile_tracing.main([])),
         ("efficiency", lambda: bench_api_efficiency.main([])),
         (
             "onboarding",

@@ -193,12 +193,22 @@ class EventClock:
         self.seen: dict[Any, float] = {}
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listed: list[asyncio.Event] = []
 
     def track(self, res: kube.Resource, key_fn: Callable[[str, kube.Body], Any]) -> None:
-        self._tasks.append(asyncio.create_task(self._watch(res, key_fn)))
+        listed = asyncio.Event()
+        self._listed.append(listed)
+        self._tasks.append(asyncio.create_task(self._watch(res, key_fn, listed)))
 
-    async def _watch(self, res: kube.Resource, key_fn: Callable[[str, kube.Body], Any]) -> None:
+    async def ready(self, *, timeout: float = 60.0) -> None:
+        """Wait until every tracked resource was listed (events from then on are seen)."""
+        await asyncio.wait_for(asyncio.gather(*(listed.wait() for listed in self._listed)), timeout)
+
+    async def _watch(
+        self, res: kube.Resource, key_fn: Callable[[str, kube.Body], Any], listed: asyncio.Event
+    ) -> None:
         _, version = await self.api.list(res)
+        listed.set()
         while True:
             try:
                 async for event in self.api.watch(res, resource_version=version, timeout_seconds=3600):

@@ -90,7 +90,7 @@ async def measure(
             resources.DEPLOYMENTS,
             lambda kind, obj: ("deploy", obj["metadata"]["namespace"]) if kind == "ADDED" else None,
         )
-        await asyncio.sleep(0.5)  # the three watches are open (their lists returned) before anything moves
+        await clock.ready()
 
         with h.phase("floor"):
             floor = subprocess.Popen(

@@ -66,7 +66,7 @@ async def measure(
         clock = h.EventClock(api)
         clock.track(resources.MCPSERVERS, on_server)
         clock.track(resources.DEPLOYMENTS, on_deployment)
-        await asyncio.sleep(1.0)
+        await clock.ready()
         requests_before = bench.request_count()
         own_before = _own_cpu()
         with h.phase("cold start to converged"):
@@ -111,7 +111,7 @@ async def measure(
                 calm = 0
                 while calm < 2 and time.monotonic() - begin < budget + 300:
                     before_cpu = h.cpu_seconds(operator.pid)
-                    await asyncio.sleep(1.0)
+                    await clock.ready()
                     calm = calm + 1 if h.cpu_seconds(operator.pid) - before_cpu < 0.05 else 0
                 settled = time.monotonic() - begin - 2.0
             with h.phase(f"{idle:.0f}s idle"):
