@@ -2,7 +2,8 @@
 
 Order: tracing overhead (per span, then per reconcile pass), API efficiency, onboarding/revocation
 latency (10, 100, 1000 member namespaces), scale (1000 namespaces x 10 MCPServers). `--quick` runs small
-sizes (a few minutes in all); `--only NAME` runs one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
+sizes (a few minutes in all); `--only NAME` runs one. Never part of `make test`; the numbers go into
+benchmarks/README.md by hand.
 """
 
 from __future__ import annotations
