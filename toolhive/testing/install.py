@@ -109,7 +109,15 @@ def render(
     namespace: str = NAMESPACE,
     chart: Path = CHART,
 ) -> list[dict[str, Any]]:
-    """`helm template --include-crds` of the chart with `values`; every non-empty document."""
+    """`helm template --include-crds` of the chart with `values`; every non-empty document.
+
+    The chart is read from the source tree (the demo runs from a clone, `pip install -e`); a
+    FileNotFoundError says so when it is not there.
+    """
+    if not (chart / "Chart.yaml").is_file():
+        raise FileNotFoundError(
+            f"no Helm chart at {chart}: run from a clone of the repository (pip install -e .)"
+        )
     return helm.template(chart, values=values, release=release, namespace=namespace, extra=["--include-crds"])
 
 
