@@ -404,8 +404,9 @@ async def run(
         if own:
             with contextlib.suppress(Exception):
                 await client.close()
-            # aiohttp closes TLS transports on the next loop iteration; give it that one before the loop ends.
-            await asyncio.sleep(0)
+            # aiohttp shuts TLS connections down asynchronously (close_notify); let that finish before the
+            # caller's loop ends, or the sockets leak (aiohttp's documented graceful-shutdown pause).
+            await asyncio.sleep(0.25)
 
 
 def _significant(decision: policy.Decision) -> tuple[bool, str]:
