@@ -612,7 +612,9 @@ class LoopbackApi:
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",  # noqa: E501
             )
         try:
-            return json.loads(raw)
+            # As Go's encoding/json: invalid UTF-8 inside strings becomes U+FFFD, not a decode error (so a
+            # label with such a byte is a 422 naming the field, as from a real API server).
+            return json.loads(raw.decode("utf-8", errors="replace"))
         except ValueError as exc:
             raise _store.bad_request(f"couldn't get version/kind; json parse error: {exc}") from None
 
