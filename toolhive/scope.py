@@ -61,6 +61,7 @@ class DiscoveryScope:
         self._changed = asyncio.Event()
         self._membership = Membership(None)
         self._acknowledged: set[str] = set()
+        self._released: set[str] = set()  # draining, finalizers dropped, acknowledgement still to write
         self.informer = informer.Informer(
             api,
             resources.NAMESPACEDISCOVERIES,
@@ -88,28 +89,56 @@ class DiscoveryScope:
                     failures += 1
                     level = logging.WARNING if failures == 1 else logging.DEBUG
                     log.log(level, "membership change not applied yet, retrying: %s", error)
-                    await asyncio.sleep(min(30.0, 0.1 * 2**failures))
+                    # Capped well under discovery's grace period: each draining namespace is on a clock.
+                    await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                     self._changed.set()
         finally:
             watcher.cancel()
 
     async def _converge(self, membership: Membership) -> None:
+        """Apply one membership. Each namespace is handled on its own: one that fails (API errors) is
+        retried later without holding up the others, whose grace periods are running too; what already
+        succeeded is not redone. Raises the first failure, so `run` retries."""
+        failures: list[kube.ApiError] = []
+
+        async def attempt(step: Awaitable[None]) -> bool:
+            try:
+                await step
+            except kube.ApiError as error:
+                failures.append(error)
+                return False
+            return True
+
         served = {namespace for namespace in self._served() if namespace is not None}
         for namespace in sorted(served - membership.members):
-            await self._release(namespace)
+            if await attempt(self._release(namespace)):
+                self._released.add(namespace)
         for namespace in sorted(membership.draining - membership.members):
-            # Also for namespaces never served in this process (it restarted while they drained).
-            if namespace not in self._acknowledged and namespace not in served:
-                await self._release(namespace)
-            if namespace not in self._acknowledged:
-                await self._acknowledge(namespace)
-                self._acknowledged.add(namespace)
+            if namespace in served and namespace not in self._released:
+                continue  # its release just failed: never acknowledge before releasing
+            await attempt(self._drain(namespace))
         self._acknowledged &= membership.draining  # bounded by the draining set
+        self._released &= membership.draining
         for namespace in sorted(membership.members - served):
-            grant = await self.api.get_or_none(
-                resources.ROLEBINDINGS, self.config.rolebinding_name, namespace=namespace
-            )
-            await self._serve(namespace, self._link_for_grant(grant))
+            await attempt(self._join(namespace))
+        if failures:
+            raise failures[0]
+
+    async def _drain(self, namespace: str) -> None:
+        if namespace in self._acknowledged:
+            return
+        # Also for namespaces never served in this process (it restarted while they drained).
+        if namespace not in self._released:
+            await self._release(namespace)
+            self._released.add(namespace)
+        await self._acknowledge(namespace)
+        self._acknowledged.add(namespace)
+
+    async def _join(self, namespace: str) -> None:
+        grant = await self.api.get_or_none(
+            resources.ROLEBINDINGS, self.config.rolebinding_name, namespace=namespace
+        )
+        await self._serve(namespace, self._link_for_grant(grant))
 
 
 def traceparent_of(grant: kube.Body | None) -> str | None:
