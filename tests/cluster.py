@@ -148,5 +148,8 @@ def open_cluster(workdir: Path) -> Cluster:
         return Cluster(kubeconfig=Path(real).expanduser(), workdir=workdir)
     api = LoopbackApi(rbac=True).start()
     return Cluster(
-        kubeconfig=api.write_kubeconfig(workdir / "admin.kubeconfig"), workdir=workdir, loopback=api
+        kubeconfig=api.write_kubeconfig(workdir / "admin.kubeconfig"),
+        kubectl_kubeconfig=api.write_kubeconfig(workdir / "admin-tls.kubeconfig", tls=True),
+        workdir=workdir,
+        loopback=api,
     )

@@ -1,7 +1,8 @@
 """The CRDs' CEL rules (x-kubernetes-validations) compile, and judge our manifests as the API server would.
 
-The loopback API does not run CEL, so this is where the rules meet real manifests: defaults are applied
-first (as the API server does), then every rule on the path is evaluated with `self` bound to its object.
+The loopback API runs only a subset of CEL, so the full rules meet real manifests here, through a complete
+CEL implementation: defaults are applied first (as the API server does), then every rule on the path is
+evaluated with `self` bound to its object.
 """
 
 from __future__ import annotations
