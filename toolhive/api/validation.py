@@ -78,10 +78,24 @@ def check(body: Mapping[str, Any]) -> Checked:
     )
 
 
+MAX_NAME_LENGTH: Final = 50
+"""The proxy runner names the backend Services `mcp-<name>-headless` and `mcp-<name>` and the StatefulSet
+whose pods carry `<name>-<revision hash>` labels; all must fit 63 characters, which a longer name breaks
+on a real cluster long after the operator reported success."""
+
+
 def validate(server: models.MCPServer) -> list[errors.InvalidSpec]:
     """The rules beyond the schema: fail-closed fields first, then by field. Empty: the spec can be built."""
     spec = server.spec
     problems: list[errors.InvalidSpec] = []
+    if len(server.name) > MAX_NAME_LENGTH:
+        problems.append(
+            errors.InvalidSpec(
+                "metadata.name",
+                f"must be no more than {MAX_NAME_LENGTH} characters: the proxy runner names its Services "
+                "mcp-<name>-headless and its StatefulSet's pods after the server, which must fit 63",
+            )
+        )
     problems += _fail_closed(spec)
     problems += _args_problems(spec.args)
     for index, volume in enumerate(spec.volumes):
@@ -205,8 +219,9 @@ def pod_template_problems(template: Mapping[str, Any]) -> list[errors.InvalidSpe
                         "others are added next to it",
                     )
                 )
-            problems += _object_list(f"{path}.env", container.get("env"))
-            for env_index, env in enumerate(container.get("env") or ()):
+            envs = container.get("env")
+            problems += _object_list(f"{path}.env", envs)
+            for env_index, env in enumerate(envs if isinstance(envs, list) else ()):
                 if isinstance(env, dict) and not isinstance(env.get("name"), str):
                     problems.append(errors.InvalidSpec(f"{path}.env[{env_index}].name", "is required"))
     return problems

@@ -15,6 +15,7 @@ from tests.integration import harness
 from tests.integration.bad_input.conftest import api_error
 from tests.integration.operator.conftest import OperatorFactory, RunningOperator
 from toolhive import names
+from toolhive.api import validation
 
 GROUP, VERSION, PLURAL = "toolhive.stacklok.dev", "v1beta1", "mcpservers"
 IMAGE = "ghcr.io/example/mcp-server:1.0"
@@ -172,18 +173,17 @@ def test_a_spec_only_the_operator_can_judge_fails_naming_the_field_and_builds_no
 def test_a_name_at_the_length_limit_builds_every_object_with_valid_names(
     admin: harness.Admin, namespace: str, neighbour: RunningOperator
 ) -> None:
-    name = "n" * 50 + "-" + "m" * 12  # 63 characters: the longest DNS label
-    assert len(name) == 63
+    name = "n" * 40 + "-" + "m" * 9  # 50 characters: the longest name the proxy runner can work with
+    assert len(name) == validation.MAX_NAME_LENGTH
     admin.create_mcpserver(namespace, name, transport="streamable-http")
     found = cluster_mod.poll(
         lambda: (objects := children(admin, namespace, name)) and all(objects.values()) and objects,
         timeout=20,
-        message="every object of the 63-character server",
+        message="every object of the 50-character server",
     )
     service = found["service"]["metadata"]["name"]
-    assert len(service) == 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", service)
-    assert service == names.proxy_service_name(name)  # stable: the same hash on every pass
-    assert service.startswith("mcp-nnnn") and service != f"mcp-{name}-proxy"
+    assert service == f"mcp-{name}-proxy" == names.proxy_service_name(name)
+    assert len(service) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", service)
     labels = found["deployment"]["metadata"]["labels"]
     assert all(len(value) <= 63 for value in labels.values())
     assert found["deployment"]["metadata"]["name"] == name
@@ -191,3 +191,17 @@ def test_a_name_at_the_length_limit_builds_every_object_with_valid_names(
         lambda: (s := admin.status(namespace, name)).get("url") and s, timeout=20, message="url"
     )
     assert f"{service}.{namespace}" in server["url"]
+
+
+def test_a_name_longer_than_the_runner_can_use_fails_naming_metadata_name(
+    admin: harness.Admin, namespace: str, neighbour: RunningOperator
+) -> None:
+    name = "n" * 50 + "-" + "m" * 12  # 63 characters: a valid object name, but mcp-<name>-headless is not
+    admin.create_mcpserver(namespace, name, transport="streamable-http")
+    status = cluster_mod.poll(
+        lambda: (s := admin.status(namespace, name)).get("phase") == "Failed" and s,
+        timeout=20,
+        message="Failed for the long name",
+    )
+    assert "metadata.name: must be no more than 50 characters" in status["message"]
+    assert all(value is None for value in children(admin, namespace, name).values())

@@ -384,3 +384,40 @@ POD_SPEC = st.dictionaries(
 def test_any_pod_template_is_judged_without_raising(metadata: Any, pod_spec: Any) -> None:
     for problem in validation.pod_template_problems({"metadata": metadata, "spec": pod_spec}):
         assert problem.field_path.startswith("spec.podTemplateSpec")
+
+
+@pytest.mark.parametrize(
+    ("length", "valid"),
+    [
+        pytest.param(50, True, id="a 50-character name fits every name the proxy runner derives"),
+        pytest.param(51, False, id="a 51-character name would overflow mcp-<name>-headless"),
+    ],
+)
+def test_server_names_are_bounded_by_what_the_runner_derives(length: int, valid: bool) -> None:
+    body = make_body()
+    body["metadata"]["name"] = "n" * length
+    found = messages(body)
+    if valid:
+        assert found == []
+    else:
+        assert found == [
+            "metadata.name: must be no more than 50 characters: the proxy runner names its Services "
+            "mcp-<name>-headless and its StatefulSet's pods after the server, which must fit 63"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(True, ["containers[0].env: must be an array"], id="env that is not a list"),
+        pytest.param(
+            [{"value": "x"}, 3],
+            ["containers[0].env[1]: must be an object", "containers[0].env[0].name: is required"],
+            id="env items that are not objects or lack a name",
+        ),
+    ],
+)
+def test_pod_template_env_of_the_wrong_shape_is_reported_not_raised(env: Any, expected: list[str]) -> None:
+    problems = validation.pod_template_problems({"spec": {"containers": [{"name": "mcp", "env": env}]}})
+    prefix = "spec.podTemplateSpec.spec."
+    assert sorted(str(p).removeprefix(prefix) for p in problems) == sorted(expected)
