@@ -1,9 +1,9 @@
 """`make bench` = `python -m benchmarks`: every benchmark in turn, each bounded in time, printing tables.
 
-Order: tracing overhead (per span, then per reconcile pass), API efficiency, onboarding/revocation
-latency (10, 100, 1000 member namespaces), scale (1000 namespaces x 10 MCPServers). `--quick` runs small
-sizes (a few minutes in all); `--only NAME` runs one. Never part of `make test`; the numbers go into
-benchmarks/README.md by hand.
+Order: tracing overhead (per span, then per reconcile pass), API efficiency, watch streams (kopf vs
+the multiplexer), onboarding/revocation latency (10, 100, 1000 member namespaces), scale (1000
+namespaces x 10 MCPServers). `--quick` runs small sizes (a few minutes in all); `--only NAME` runs
+one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from benchmarks import (
     _harness,
     bench_api_efficiency,
+    bench_kopf_vs_multiplexer,
     bench_onboarding,
     bench_reconcile_tracing,
     bench_scale,
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
     parser.add_argument(
         "--only",
-        choices=["tracing", "reconcile-tracing", "efficiency", "onboarding", "scale"],
+        choices=["tracing", "reconcile-tracing", "efficiency", "kopf-vs-multiplexer", "onboarding", "scale"],
         help="run one",
     )
     args = parser.parse_args(argv)
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("tracing", lambda: bench_tracing_overhead.main(["--iterations", "2000" if quick else "20000"])),
         ("reconcile-tracing", lambda: bench_reconcile_tracing.main([])),
         ("efficiency", lambda: bench_api_efficiency.main([])),
+        ("kopf-vs-multiplexer", lambda: bench_kopf_vs_multiplexer.main(["--sizes", "10"] if quick else [])),
         (
             "onboarding",
             lambda: bench_onboarding.main(
