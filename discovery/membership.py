@@ -23,7 +23,9 @@ One namespace's life (states are what `status` publishes; arrows name the plan's
           or when the grace period ran out         our finalizer keeps its access until then
 
 The grace period bounds the wait on a grantee that is down, so a namespace never stays Terminating because of
-us; the finalizer on the grant keeps the grantee's access while a terminating namespace is cleaned up.
+us; the finalizer on the grant keeps the grantee's access while a terminating namespace is cleaned up. In a
+terminating namespace where other finalizers still hold content, the grace period does not revoke: the
+grantee may need this very grant to remove its own finalizers once it is back.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from discovery import bindings, policy
+from discovery import bindings, constants, policy
 
 READY: Final = "Ready"
 SELECTORS_VALID: Final = "SelectorsValid"
@@ -190,6 +192,7 @@ def decide_plan(
                 )
             )
     conflicted = {conflict.namespace for conflict in conflicts}
+    infos = {info.name: info for info in observed.namespaces}
     context = _Context(template=template, now=now, grace=grace, traceparent=traceparent)
     phases: dict[str, Phase] = {}
     for namespace in sorted(desired | ours.keys()):
@@ -199,7 +202,15 @@ def decide_plan(
                 namespace, found, conflicted=namespace in conflicted, ctx=context
             )
         else:
-            phases[namespace] = _plan_leaving(namespace, found, ctx=context)
+            info = infos.get(namespace)
+            # Others' finalizers still hold content in a terminating namespace: the grantee may need this
+            # very grant to remove its own, so the grace period does not revoke it (the release still does).
+            held = bool(
+                info is not None
+                and info.terminating
+                and info.finalizers_remaining - {constants.GRANT_FINALIZER}
+            )
+            phases[namespace] = _plan_leaving(namespace, found, ctx=context, held=held)
     membership = Membership(
         members=tuple(name for name, phase in phases.items() if phase is Phase.MEMBER),
         pending=tuple(name for name, phase in phases.items() if phase is Phase.PENDING),
@@ -349,7 +360,9 @@ def _plan_member(namespace: str, found: list[bindings.Manifest], *, conflicted: 
     return phase
 
 
-def _plan_leaving(namespace: str, found: list[bindings.Manifest], *, ctx: _Context) -> Phase:
+def _plan_leaving(
+    namespace: str, found: list[bindings.Manifest], *, ctx: _Context, held: bool = False
+) -> Phase:
     remaining = False
     for rolebinding in found:
         if "roleRef" in bindings.access_drift(rolebinding, template=ctx.template):
@@ -374,6 +387,8 @@ def _plan_leaving(namespace: str, found: list[bindings.Manifest], *, ctx: _Conte
             remaining = True
         elif bindings.is_released(rolebinding):
             ctx.add(ActionKind.REVOKE, rolebinding, namespace, "released by the grantee: revoking")
+        elif held:
+            remaining = True  # no timer: the namespace's own updates wake the controller
         elif ctx.now - since >= ctx.grace:
             seconds = ctx.grace.total_seconds()
             ctx.add(

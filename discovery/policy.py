@@ -59,6 +59,8 @@ class NamespaceInfo:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
     terminating: bool = False
     exists: bool = True
+    finalizers_remaining: frozenset[str] = frozenset()
+    """While terminating: the finalizers the namespace controller reports as still holding content."""
 
     @classmethod
     def from_manifest(cls, namespace: Mapping[str, Any]) -> NamespaceInfo:
@@ -70,7 +72,27 @@ class NamespaceInfo:
             name=str(metadata.get("name", "")),
             labels={str(key): str(value) for key, value in labels.items()},
             terminating=bool(metadata.get("deletionTimestamp")) or status.get("phase") == "Terminating",
+            finalizers_remaining=remaining_finalizers(status),
         )
+
+
+_FINALIZERS_REMAINING = "NamespaceFinalizersRemaining"
+
+
+def remaining_finalizers(status: Mapping[str, Any]) -> frozenset[str]:
+    """Finalizers named by the namespace controller's `NamespaceFinalizersRemaining` condition.
+
+    Its message reads `Some content in the namespace has finalizers remaining: a/b in 1 resource instances,
+    c/d in 2 resource instances`. Anything else (no condition, status False, another wording) is empty.
+    """
+    for condition in status.get("conditions") or []:
+        if not isinstance(condition, Mapping) or condition.get("type") != _FINALIZERS_REMAINING:
+            continue
+        if condition.get("status") != "True":
+            return frozenset()
+        _, _, listed = str(condition.get("message", "")).partition(": ")
+        return frozenset(item.split(" in ", 1)[0].strip() for item in listed.split(", ") if " in " in item)
+    return frozenset()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,10 @@ otherwise the operator loses access before it can drop its own finalizers, and t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from discovery import constants
 from tests import cluster as cluster_mod
 from tests.integration import discovery_harness
 from tests.integration.discovery.conftest import DiscoveryFactory
@@ -66,5 +68,30 @@ def test_a_terminating_namespace_is_never_granted(
     cluster_mod.poll(lambda: "members" in found.status(), message="first status published")
     assert team not in found.managed()
     assert team not in found.status()["members"] + found.status()["pending"]
+    core.patch_namespaced_config_map("held", team, {"metadata": {"finalizers": None}})
+    cluster_mod.poll(lambda: not namespaces.exists(team), timeout=60, message="namespace finished deleting")
+
+
+def test_the_grace_period_does_not_revoke_while_others_finalizers_hold_the_namespace(
+    start_discovery: DiscoveryFactory, namespaces: discovery_harness.Namespaces, label_key: str
+) -> None:
+    team = namespaces.create("team", **{label_key: "on"})
+    found = start_discovery({"selectors": [selector(label_key)]}, grace_seconds=1)
+    found.wait_converged({team}, within={team})
+    core = namespaces.admin.core
+    # Stands for an object still carrying the operator's finalizer while the operator is down.
+    held = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+    }
+    core.create_namespaced_config_map(team, held)
+    namespaces.delete(team)
+    cluster_mod.poll(lambda: found.status().get("draining") == [team], message="terminating member drains")
+    since = found.managed()[team]["metadata"]["annotations"][constants.DRAINING_ANNOTATION]
+    deadline = datetime.fromisoformat(since.replace("Z", "+00:00")) + timedelta(seconds=3)
+    cluster_mod.poll(lambda: datetime.now(UTC) > deadline, message="grace period (1 s) long over")
+    assert team in found.managed(), "grant revoked while others' finalizers remain"
+    assert namespaces.exists(team)
     core.patch_namespaced_config_map("held", team, {"metadata": {"finalizers": None}})
     cluster_mod.poll(lambda: not namespaces.exists(team), timeout=60, message="namespace finished deleting")

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from discovery import config as discovery_config
-from discovery import constants, controller, kube
+from discovery import constants, controller, kube, policy
 from tests.unit.discovery import fakes
 
 LABEL = "example.com/enabled"
@@ -418,3 +418,74 @@ def test_the_observer_counts_grants_revokes_and_members_every_pass(world: World)
     world.converge()
     assert (observer.grants, observer.revokes) == (1, 1)
     assert observer.managed == [0, 1, 0, 0]
+
+
+def terminate(world: World, namespace: str, *finalizers: str) -> None:
+    body = world.api.objects[("namespaces", "", namespace)]
+    body["metadata"]["deletionTimestamp"] = "2026-01-02T03:04:05Z"
+    listed = ", ".join(f"{name} in 1 resource instances" for name in finalizers)
+    body["status"] = {
+        "phase": "Terminating",
+        "conditions": [
+            {
+                "type": "NamespaceFinalizersRemaining",
+                "status": "True" if finalizers else "False",
+                "message": f"Some content in the namespace has finalizers remaining: {listed}",
+            }
+        ],
+    }
+
+
+def test_a_terminating_namespace_keeps_its_grant_past_grace_while_others_finalizers_remain(
+    world: World,
+) -> None:
+    grant_and_confirm(world)
+    terminate(world, "team-a", constants.GRANT_FINALIZER, "example.com/grantee-finalizer")
+    world.converge()
+    world.clock.now = START + timedelta(seconds=300)
+    result = world.converge()
+    assert world.binding("team-a") is not None
+    assert world.status["draining"] == ["team-a"]
+    assert result.requeue_after is None  # the namespace's own updates wake discovery, not a timer
+    terminate(world, "team-a", constants.GRANT_FINALIZER)
+    world.converge()
+    assert world.binding("team-a") is None
+
+
+def test_the_grantee_release_still_revokes_a_held_terminating_namespace(world: World) -> None:
+    grant_and_confirm(world)
+    terminate(world, "team-a", constants.GRANT_FINALIZER, "example.com/other")
+    world.converge()
+    binding = world.binding("team-a")
+    assert binding is not None
+    binding["metadata"]["annotations"][constants.RELEASED_ANNOTATION] = "true"
+    world.api.put("rolebindings", binding)
+    world.converge()
+    assert world.binding("team-a") is None
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        pytest.param(
+            {
+                "type": "NamespaceFinalizersRemaining",
+                "status": "True",
+                "message": "Some content in the namespace has finalizers remaining: a.io/x in 1 resource "
+                "instances, b.io/y in 2 resource instances",
+            },
+            {"a.io/x", "b.io/y"},
+            id="finalizers listed by the namespace controller are read",
+        ),
+        pytest.param(
+            {"type": "NamespaceFinalizersRemaining", "status": "False", "message": "All finished"},
+            set(),
+            id="a False condition means none remain",
+        ),
+        pytest.param({"type": "NamespaceContentRemaining", "status": "True"}, set(), id="other conditions"),
+    ],
+)
+def test_remaining_finalizers_are_read_from_the_namespace_condition(
+    condition: dict[str, str], expected: set[str]
+) -> None:
+    assert policy.remaining_finalizers({"conditions": [condition]}) == expected
