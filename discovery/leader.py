@@ -75,11 +75,16 @@ class LeaderElector:
                     task.result()
                     return
                 log.error("lost the lease %s; stopping work until it is regained", self.config.name)
+                # Not leading any more, already now: `work` must stop at once, not drain (another replica
+                # may take over as soon as the lease expires).
+                self.is_leader = False
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             except asyncio.CancelledError:
-                task.cancel()
+                task.cancel()  # stopping while leading: `work` may drain; renewals go on meanwhile
                 await asyncio.gather(task, return_exceptions=True)
+                lost.cancel()  # then stop renewing, or the renewal would take the released lease back
+                await asyncio.gather(lost, return_exceptions=True)
                 await self.release()
                 raise
             finally:
@@ -107,8 +112,14 @@ class LeaderElector:
         last_success = self.clock()
         while True:
             await asyncio.sleep(self.config.renew_seconds)
+            # One attempt may not outlast the deadline (client-go bounds it the same way): a renewal stuck
+            # in retries or latency must not keep this replica leading after a standby may have taken over.
+            left = self.config.renew_deadline - (self.clock() - last_success)
             try:
-                renewed = await self.try_acquire_or_renew()
+                renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(left, 0.0))
+            except TimeoutError:
+                log.warning("lease renewal did not answer within the renew deadline")
+                renewed = False
             except kube.ApiError as error:
                 log.warning("lease renewal failed: %s", error)
                 renewed = False

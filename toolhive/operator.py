@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 
 from opentelemetry import trace
 
@@ -57,11 +58,17 @@ async def run(
 
         probes = await health.start(port=config.observability.health_port, ready_check=ready)
 
-    async def work() -> None:
-        await _serve(config, api=api, metrics=metrics)
-
+    elector = None
     if config.leader_election.enabled:
         elector = leader.LeaderElector(api, lease_config(config, name="toolhive-operator"))
+
+    def leading() -> bool:
+        return elector is None or elector.is_leader
+
+    async def work() -> None:
+        await _serve(config, api=api, metrics=metrics, leading=leading)
+
+    if elector is not None:
         main = asyncio.create_task(elector.run(work), name="leader election")
     else:
         main = asyncio.create_task(work(), name="operator")
@@ -92,8 +99,18 @@ def lease_config(config: settings.Settings, *, name: str) -> leader.LeaseConfig:
     )
 
 
-async def _serve(config: settings.Settings, *, api: kube.Api, metrics: metrics_module.Metrics) -> None:
-    """The operator proper: multiplexer, scope following and resync, until cancelled."""
+async def _serve(
+    config: settings.Settings,
+    *,
+    api: kube.Api,
+    metrics: metrics_module.Metrics,
+    leading: Callable[[], bool] = lambda: True,
+) -> None:
+    """The operator proper: multiplexer, scope following and resync, until cancelled.
+
+    Cancelled while still `leading()` (SIGTERM), running passes may finish; cancelled because the lease
+    was lost, they are cancelled at once, since the next leader may already be writing.
+    """
     applier = apply.Applier(api)
     mux: Multiplexer
     ctx: reconcile.Context
@@ -147,7 +164,7 @@ async def _serve(config: settings.Settings, *, api: kube.Api, metrics: metrics_m
         for task in feeders:
             task.cancel()
         await asyncio.gather(*feeders, return_exceptions=True)
-        await mux.queue.drain(timeout=DRAIN_SECONDS)
+        await mux.queue.drain(timeout=DRAIN_SECONDS if leading() else 0)
         queue.cancel()
         await asyncio.gather(queue, return_exceptions=True)
         await mux.stop()
