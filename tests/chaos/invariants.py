@@ -31,7 +31,6 @@ LABELLED_KINDS: Final = (
     resources.DEPLOYMENTS,
     resources.STATEFULSETS,
 )
-_OWNED_KINDS: Final = {res.kind: res for res in LABELLED_KINDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,7 +346,7 @@ def _check_server(
 def _check_owners(snapshot: Snapshot, members: frozenset[str], target: Target) -> list[Violation]:
     rule = "no-orphans"
     live = {s["metadata"]["uid"] for s in snapshot.mcpservers}
-    servers = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in snapshot.mcpservers}
+    servers = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in snapshot.mcpservers}
     out = []
     for obj in sorted(snapshot.labelled, key=_key):
         meta = obj["metadata"]
@@ -371,8 +370,19 @@ def _check_owners(snapshot: Snapshot, members: frozenset[str], target: Target) -
                     )
                 )
         elif namespace in members:
+            # The proxy runner creates its StatefulSet without an owner; the operator adopts it on its next
+            # pass. Not while the MCPServer's spec is invalid (it then changes nothing), which is fine:
+            # its finalizer deletes the StatefulSet by name.
             owner = (meta.get("labels") or {}).get(constants.LABEL_TOOLHIVE_NAME, "")
-            state = "exists" if (namespace, owner) in servers else "does not exist"
+            server = servers.get((namespace, owner))
+            if server is None:
+                state = "does not exist"
+            elif validation.check(server).valid:
+                state = "exists and is valid"
+            elif constants.FINALIZER in (server["metadata"].get("finalizers") or []):
+                continue
+            else:
+                state = "is invalid and has no finalizer to delete it"
             out.append(
                 Violation(
                     rule,

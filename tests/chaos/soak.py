@@ -81,7 +81,8 @@ class Tally:
         return (
             f"soak seed={seed}: {sum(self.operations.values())} operations "
             f"({_fmt(self.operations)}), {sum(self.faults.values())} faults ({_fmt(self.faults)}), "
-            f"{sum(self.kills.values())} kills/terms ({_fmt(self.kills)}), chaos {seconds:.1f}s, "
+            f"{sum(v for k, v in self.kills.items() if k.startswith('sig'))} kills/terms "
+            f"({_fmt(self.kills)}), chaos {seconds:.1f}s, "
             f"converged in {converged:.1f}s, slowest SIGTERM exit {max(self.shutdowns, default=0):.1f}s, "
             f"unexpected exits: {len(self.crashes)}"
         )
@@ -194,10 +195,18 @@ class Soak:
             self._create_namespace()
 
     def run_chaos(self, seconds: float) -> None:
-        """Random operations for `seconds`, one every 20-150 ms, restarting killed replicas on the way."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        """Random operations for `seconds`, one every 20-150 ms, restarting killed replicas on the way.
+
+        However short the run, both operator replicas are SIGKILLed at a quarter of it and both discovery
+        replicas at two thirds; random kills come on top.
+        """
+        started = time.monotonic()
+        script = [(0.25, install.OPERATOR), (0.66, install.DISCOVERY)]
+        while (elapsed := time.monotonic() - started) < seconds:
             self._supervise()
+            if script and elapsed >= script[0][0] * seconds:
+                self._last_kill[script[0][1]] = time.monotonic()
+                self._kill(script.pop(0)[1], both=True)
             self._one_operation()
             time.sleep(self.rng.uniform(0.02, 0.15))
 
@@ -376,10 +385,12 @@ class Soak:
     def _do_kill(self) -> None:
         """SIGKILL one replica, or (one time in three) both replicas of one kind at once."""
         deployment = self.rng.choice([install.DISCOVERY, install.OPERATOR])
-        if self._cooling_down(deployment):
-            return
+        if not self._cooling_down(deployment):
+            self._kill(deployment, both=self.rng.random() < 0.33)
+
+    def _kill(self, deployment: str, *, both: bool) -> None:
         group = [r for r in self.replicas if r.deployment == deployment]
-        victims = group if self.rng.random() < 0.33 else [self.rng.choice(group)]
+        victims = group if both else [self.rng.choice(group)]
         for replica in victims:
             self._signal(replica, signal.SIGKILL)
         if len(victims) == REPLICAS:
