@@ -54,11 +54,15 @@ class Applier:
 
     # -- desired objects ------------------------------------------------------------------------------
 
-    async def ensure(self, manifest: Body, *, observed: Body | object | None = UNKNOWN) -> Outcome:
+    async def ensure(
+        self, manifest: Body, *, observed: Body | object | None = UNKNOWN, partial: bool = False
+    ) -> Outcome:
         """Make the object match `manifest`. `observed`: the cached object, None if known absent, or UNKNOWN.
 
         With UNKNOWN and a matching remembered digest nothing is read or written (the resync passes the
-        observed object to catch drift in kinds the operator does not watch).
+        observed object to catch drift in kinds the operator does not watch). `partial`: `observed` is a
+        slim cached copy (identity and resourceVersion only), enough to confirm what was applied; anything
+        else is judged on a full read.
         """
         res = resources.for_manifest(manifest)
         meta = manifest["metadata"]
@@ -73,6 +77,10 @@ class Applier:
             version = _resource_version(observed)
             if record is not None and record.digest == digest and record.resource_version == version:
                 return Outcome(False, observed)
+            if partial:
+                observed = await self.api.get_or_none(res, meta["name"], namespace=meta.get("namespace"))
+        if isinstance(observed, dict):
+            version = _resource_version(observed)
             if is_subset(manifest, observed):
                 self._applied[key] = Applied(digest, version)
                 return Outcome(False, observed)

@@ -80,6 +80,7 @@ class Multiplexer:
                 namespace=namespace,
                 label_selector=selector,
                 handler=self._handler(res, served),
+                transform=None if res is resources.MCPSERVERS else slim_owned,
             )
             served.informers[res.plural] = watcher
             served.tasks.append(
@@ -162,6 +163,38 @@ class Multiplexer:
             return []
         watcher = served.informers[resources.MCPSERVERS.plural]
         return [(namespace, str(obj["metadata"]["name"])) for obj in watcher.items()]
+
+
+_SLIM_METADATA: Final = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "labels",
+    "ownerReferences",
+    "deletionTimestamp",
+)
+
+
+def slim_owned(obj: kube.Body) -> kube.Body:
+    """What the operator reads from a watched child: identity, ownership, replicas and status.
+
+    A full Deployment costs ~18 KiB as Python objects; this keeps ~1-2 KiB. The apply layer confirms
+    its own writes by resourceVersion and reads the full object only when it must compare contents.
+    """
+    meta = obj.get("metadata") or {}
+    slim: kube.Body = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {key: meta[key] for key in _SLIM_METADATA if key in meta},
+    }
+    spec = obj.get("spec") or {}
+    if "replicas" in spec:
+        slim["spec"] = {"replicas": spec["replicas"]}
+    if "status" in obj:
+        slim["status"] = obj["status"]
+    return slim
 
 
 def _owner_name(obj: kube.Body) -> str | None:

@@ -142,8 +142,10 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         desired = builders.build_all(server, config=ctx.build)
     created: list[str] = []
     updated: list[str] = []
+    # A server never reconciled before (no status) has no children yet: apply without reading first.
+    first_pass = not body.get("status")
     for manifest in desired.manifests:
-        observed: object = apply.UNKNOWN
+        observed: object = None if first_pass else apply.UNKNOWN
         if manifest["kind"] in WATCHED:
             res = resources.for_manifest(manifest)
             observed = ctx.lookup(res, namespace=namespace, name=manifest["metadata"]["name"])
@@ -154,7 +156,8 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
             f"toolhive.apply {manifest['kind']}",
             attributes={"toolhive.apply.name": manifest["metadata"]["name"]},
         ) as span:
-            outcome = await ctx.applier.ensure(manifest, observed=observed)
+            partial = manifest["kind"] in WATCHED  # the multiplexer caches slim copies of these
+            outcome = await ctx.applier.ensure(manifest, observed=observed, partial=partial)
             span.set_attribute("toolhive.apply.changed", outcome.changed)
         if outcome.changed:
             (created if observed is None else updated).append(
