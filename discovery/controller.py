@@ -404,9 +404,6 @@ async def run(
         if own:
             with contextlib.suppress(Exception):
                 await client.close()
-            # aiohttp shuts TLS connections down asynchronously (close_notify); let that finish before the
-            # caller's loop ends, or the sockets leak (aiohttp's documented graceful-shutdown pause).
-            await asyncio.sleep(0.25)
 
 
 def _significant(decision: policy.Decision) -> tuple[bool, str]:

@@ -196,6 +196,10 @@ class Api:
 
     async def close(self) -> None:
         await self._session.close()
+        if self.host.startswith("https"):
+            # aiohttp shuts TLS connections down asynchronously (close_notify); give that its documented
+            # pause before the caller's loop may end, or the sockets leak.
+            await asyncio.sleep(0.25)
 
     # -- verbs --------------------------------------------------------------------------------------
 

@@ -155,7 +155,6 @@ def _discovery(_: argparse.Namespace) -> int:
             if server is not None:
                 server.close()
             await api.close()
-            await asyncio.sleep(0.25)  # aiohttp shuts TLS connections down asynchronously
 
     try:
         asyncio.run(main())
@@ -191,7 +190,6 @@ def _discovery_cleanup(args: argparse.Namespace) -> int:
             return await cleanup.cleanup(api, discovery_config(config), lease=lease, timeout_seconds=timeout)
         finally:
             await api.close()
-            await asyncio.sleep(0.25)  # aiohttp shuts TLS connections down asynchronously
 
     try:
         report = asyncio.run(main())
