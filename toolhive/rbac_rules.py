@@ -49,8 +49,7 @@ OPERATOR_CLUSTER_ROLE_RULES: tuple[PolicyRule, ...] = (
     PolicyRule(("",), ("pods",), READ),
     PolicyRule(("",), ("pods/log",), ("get",)),
     PolicyRule(("",), ("pods/attach",), ("create", "get")),
-    PolicyRule(("",), ("events",), ("create", "patch")),
-    PolicyRule(("events.k8s.io",), ("events",), ("create", "patch")),
+    PolicyRule(("",), ("events",), ("create",)),  # core/v1 Events on MCPServers, created, never patched
     PolicyRule(("apps",), ("deployments", "statefulsets"), CRUD),
     PolicyRule(("rbac.authorization.k8s.io",), ("rolebindings", "roles"), CRUD),
     PolicyRule(("toolhive.stacklok.dev",), ("mcpservers",), ("get", "list", "patch", "update", "watch")),
@@ -64,9 +63,9 @@ DISCOVERY_CLUSTER_ROLE_RULES: tuple[PolicyRule, ...] = (
     PolicyRule(("",), ("namespaces",), READ),
     PolicyRule(("rbac.authorization.k8s.io",), ("rolebindings",), CRUD),
     PolicyRule(("toolhive.stacklok.dev",), ("namespacediscoveries",), READ),
-    PolicyRule(("toolhive.stacklok.dev",), ("namespacediscoveries/status",), ("get", "patch", "update")),
-    PolicyRule(("",), ("events",), ("create", "patch")),
-    PolicyRule(("events.k8s.io",), ("events",), ("create", "patch")),
+    # Exactly the calls discovery makes: status merge patches, core/v1 Events it creates (never patches).
+    PolicyRule(("toolhive.stacklok.dev",), ("namespacediscoveries/status",), ("patch",)),
+    PolicyRule(("",), ("events",), ("create",)),
 )
 # The one rule with resourceNames: discovery may bind exactly the operator's ClusterRole, nothing else
 # (Kubernetes' bind check), so it can never grant more than the operator's own role.
