@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import cachetools
 from opentelemetry import trace
 
 from discovery import kube
@@ -47,6 +48,10 @@ class Context:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     on_reconciled: Callable[[str, float], None] | None = None
     """Called with (outcome, seconds) after every pass (metrics)."""
+    failing: cachetools.LRUCache[tuple[str, str], int] = dataclasses.field(
+        default_factory=lambda: cachetools.LRUCache(maxsize=10_000)
+    )
+    """Objects whose last pass failed: their next failures log at DEBUG (logged once, not in a loop)."""
 
 
 async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: Context) -> Result:
@@ -76,15 +81,33 @@ async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: C
         except kube.ApiError as error:
             telemetry.mark_error(span, error, description=f"{error.status} {error.reason}")
             outcome = "conflict" if error.status == 409 else "error"
-            log.warning(
-                "reconcile failed, will retry",
+            failures = ctx.failing.get(key, 0) + 1
+            ctx.failing[key] = failures
+            hint = (
+                " (not permitted here: its RoleBinding may be gone; with a static namespace list, delete "
+                "MCPServers before their namespace)"
+                if error.status == 403
+                else ""
+            )
+            log.log(
+                logging.WARNING if failures == 1 else logging.DEBUG,
+                "reconcile failed, retrying with backoff: %s%s",
+                error,
+                hint,
                 extra={
                     "k8s.namespace.name": namespace,
                     "toolhive.mcpserver.name": name,
                     "status": error.status,
+                    "failures": failures,
                 },
             )
             result = Result(retry=True)
+        else:
+            if ctx.failing.pop(key, None) is not None:
+                log.info(
+                    "reconcile recovered",
+                    extra={"k8s.namespace.name": namespace, "toolhive.mcpserver.name": name},
+                )
         span.set_attribute("toolhive.reconcile.outcome", outcome)
         span.set_attribute("toolhive.reconcile.writes", sum(ctx.applier.writes.values()) - before)
         if ctx.on_reconciled is not None:
