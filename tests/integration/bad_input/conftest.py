@@ -1,7 +1,8 @@
 """Fixtures for the bad input sweep: discovery's and the operator's integration fixtures, side by side.
 
-Both suites' fixtures are re-exported here (one session `admin`), so a test can run discovery, the
-operator, or both against the same API; `api_error` turns a rejected write into (status, message).
+Both suites' fixtures are re-exported here (the session `admin` comes from tests/integration/conftest.py),
+so a test can run discovery, the operator, or both against the same API; `api_error` turns a rejected
+write into (status, message).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 import kubernetes
 
 from tests.integration.discovery.conftest import (  # noqa: F401 (fixtures)
-    admin,
     discovery_rbac,
     label_key,
     namespaces,

@@ -21,16 +21,6 @@ from tests import cluster as cluster_mod
 from tests.integration import discovery_harness, harness
 
 
-@pytest.fixture(scope="session")
-def admin(cluster: cluster_mod.Cluster) -> Iterator[harness.Admin]:
-    harness.install_crds(cluster)
-    handle = harness.Admin(cluster)
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
 @pytest.fixture(scope="module")
 def discovery_rbac(
     cluster: cluster_mod.Cluster, admin: harness.Admin

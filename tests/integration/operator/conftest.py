@@ -19,16 +19,6 @@ from toolhive import operator, settings
 from toolhive.testing import workloads
 
 
-@pytest.fixture(scope="session")
-def admin(cluster: cluster_mod.Cluster) -> Iterator[harness.Admin]:
-    harness.install_crds(cluster)
-    handle = harness.Admin(cluster)
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
 @pytest.fixture(scope="module")
 def operator_rbac(cluster: cluster_mod.Cluster, admin: harness.Admin) -> Iterator[harness.OperatorRbac]:
     """A release namespace with the operator's ServiceAccount and a ClusterRole unique to this module."""
