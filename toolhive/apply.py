@@ -128,7 +128,11 @@ class Applier:
         return True
 
     async def set_finalizer(self, server: Body, *, present: bool) -> Body:
-        """Add or remove the operator's finalizer, guarded by resourceVersion (409 on a stale copy)."""
+        """Add or remove the operator's finalizer, guarded by resourceVersion.
+
+        A stale copy fails the JSON patch `test` step, which the API server answers with 422 Invalid; the
+        pass is retried and reads the newer copy from the cache.
+        """
         meta = server["metadata"]
         current = list(meta.get("finalizers") or [])
         wanted = [item for item in current if item != constants.FINALIZER]

@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import os
 import re
 import secrets
@@ -365,10 +366,10 @@ class LoopbackApi:
                     fault.status, _faults.Faults.reason(fault.status), fault.message, details={}
                 )
                 if fault.retry_after is not None:
-                    exc.headers["Retry-After"] = str(
-                        int(fault.retry_after) if float(fault.retry_after).is_integer() else fault.retry_after
-                    )
-                    exc.details["retryAfterSeconds"] = int(fault.retry_after)
+                    # HTTP delay-seconds are whole seconds, and the API server only ever sends whole ones.
+                    seconds = math.ceil(fault.retry_after)
+                    exc.headers["Retry-After"] = str(seconds)
+                    exc.details["retryAfterSeconds"] = seconds
                 raise exc
             if self.rbac and self.authorizer is not None and not self.authorizer.authorize(attrs):
                 body = self.authorizer.forbidden_status(attrs)

@@ -112,7 +112,7 @@ def test_injected_faults_are_survived(
     verb: str,
 ) -> None:
     running = start_operator([namespace])
-    loopback.faults.add(status=status, verb=verb, user=running.user, count=3, retry_after=0.05)
+    loopback.faults.add(status=status, verb=verb, user=running.user, count=3, retry_after=1)
     try:
         admin.create_mcpserver(namespace, "github", transport="sse")
         ready(admin, namespace, "github")
