@@ -91,73 +91,35 @@ def discovery_config(config: settings_module.Settings) -> discovery.Config:
     )
 
 
+def discovery_lease(config: settings_module.Settings) -> str:
+    """Discovery's leader Lease (`<resource name>-discovery`), shared with `discovery cleanup`."""
+    return f"{config.discovery.resource_name}-discovery"
+
+
 def _discovery(_: argparse.Namespace) -> int:
     """Run namespace discovery until SIGTERM/SIGINT (kubeconfig from KUBECONFIG, else in-cluster).
 
     With leader election on, only the replica holding the lease `<resource name>-discovery` acts.
     """
     import asyncio
-    import contextlib
-    import signal
 
     import discovery
-    from discovery import kube, leader
-    from toolhive import health, logs, metrics, operator, settings, telemetry
+    from discovery import kube
+    from toolhive import logs, metrics, runtime, settings, telemetry
 
     config = settings.Settings()
     logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
     telemetry.configure(default_service_name="toolhive-discovery")
-    observed = metrics.Metrics(process="discovery")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        api = await kube.Api.connect(
-            kubeconfig=config.kubeconfig,
-            on_response=lambda verb, res, code: observed.observe_api_request(
-                verb=verb, resource=res, code=code
-            ),
-        )
-        server = probes = None
-        if config.observability.metrics_port:
-            server = metrics.serve_metrics(observed, port=config.observability.metrics_port)
-        if config.observability.health_port:
+    async def work(api: kube.Api, observed: metrics.Metrics, leading: Callable[[], bool]) -> None:
+        # Stopped by cancellation (SIGTERM or a lost lease); never by its own stop event.
+        await discovery.run(discovery_config(config), api=api, stop=asyncio.Event(), observer=observed)
 
-            async def ready() -> tuple[bool, str]:
-                alive = await api.ping()
-                return alive, "api reachable" if alive else "api unreachable"
-
-            probes = await health.start(port=config.observability.health_port, ready_check=ready)
-
-        async def work() -> None:
-            # Stopped by cancellation (SIGTERM or a lost lease); never by its own stop event.
-            await discovery.run(discovery_config(config), api=api, stop=asyncio.Event(), observer=observed)
-
-        if config.leader_election.enabled:
-            lease = operator.lease_config(config, name=f"{config.discovery.resource_name}-discovery")
-            serving = asyncio.create_task(leader.LeaderElector(api, lease).run(work), name="leader election")
-        else:
-            serving = asyncio.create_task(work(), name="discovery")
-        stopping = asyncio.create_task(stop.wait(), name="stop")
-        try:
-            await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
-            if serving.done():
-                serving.result()  # a crash ends the process (the pod restarts)
-        finally:
-            stopping.cancel()
-            serving.cancel()  # with leader election, this also releases the lease
-            await asyncio.gather(serving, stopping, return_exceptions=True)
-            if probes is not None:
-                await probes.cleanup()
-            if server is not None:
-                server.close()
-            await api.close()
+    async def main(stop: asyncio.Event) -> None:
+        await runtime.run(config, work, process="discovery", lease=discovery_lease(config), stop=stop)
 
     try:
-        asyncio.run(main())
+        runtime.run_until_signalled(main)
     finally:
         telemetry.shutdown()
     return 0
@@ -173,7 +135,7 @@ def _discovery_cleanup(args: argparse.Namespace) -> int:
     import asyncio
 
     from discovery import cleanup, kube
-    from toolhive import logs, operator, settings
+    from toolhive import logs, runtime, settings
 
     config = settings.Settings()
     logs.configure_logging(level=config.observability.log_level, log_format=config.observability.log_format)
@@ -181,7 +143,7 @@ def _discovery_cleanup(args: argparse.Namespace) -> int:
     timeout = args.timeout_seconds if args.timeout_seconds is not None else grace + 60.0
     lease = None
     if config.leader_election.enabled:
-        lease = operator.lease_config(config, name=f"{config.discovery.resource_name}-discovery")
+        lease = runtime.lease_config(config, name=discovery_lease(config))
         lease = dataclasses.replace(lease, identity=f"{lease.identity}-uninstall")
 
     async def main() -> cleanup.Report:

@@ -1,8 +1,7 @@
 """The operator process: wire settings, the API client, the multiplexer, scope following and probes.
 
-    Settings -> Api -> Applier -> Multiplexer(process=reconcile.process)
-             -> scope (cluster | static | discovery)
-             -> resync timer -> health probes
+    runtime.run (API client, metrics, probes, Lease) -> Applier -> Multiplexer(process=reconcile.process)
+             -> scope (cluster | static | discovery) -> resync timer
 
 `run` returns when `stop` is set (SIGTERM in the CLI), after in-flight passes finished. Called by
 `toolhive-operator run`, the demo and the integration tests (which pass their own kubeconfig and stop event).
@@ -11,15 +10,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 from collections.abc import Callable
 
-from opentelemetry import trace
-
-from discovery import kube, leader
-from toolhive import apply, health, reconcile, scope, settings
+from discovery import kube
+from toolhive import apply, reconcile, runtime, scope, settings, telemetry
 from toolhive import metrics as metrics_module
 from toolhive.builders.inputs import BuildConfig
 from toolhive.multiplexer import Multiplexer
@@ -27,6 +22,7 @@ from toolhive.workqueue import Result, Trigger
 
 log = logging.getLogger(__name__)
 
+LEASE = "toolhive-operator"
 DRAIN_SECONDS = 10.0
 """How long shutdown waits for running passes; well inside the pod's 30 s termination grace period."""
 
@@ -38,65 +34,11 @@ async def run(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until `stop` is set (forever when None); with leader election, act only while leading."""
-    stop = stop or asyncio.Event()
-    metrics = metrics_module.Metrics(process="operator")
 
-    def on_response(verb: str, resource: str, code: int) -> None:
-        metrics.observe_api_request(verb=verb, resource=resource, code=code)
-
-    api = await kube.Api.connect(kubeconfig=kubeconfig or config.kubeconfig, on_response=on_response)
-    metrics_server = None
-    if config.observability.metrics_port:
-        metrics_server = metrics_module.serve_metrics(metrics, port=config.observability.metrics_port)
-    probes = None
-    if config.observability.health_port:
-
-        async def ready() -> tuple[bool, str]:
-            # Leader and standby alike are ready while the API answers: a standby is doing its job.
-            alive = await api.ping()
-            return alive, "api reachable" if alive else "api unreachable"
-
-        probes = await health.start(port=config.observability.health_port, ready_check=ready)
-
-    elector = None
-    if config.leader_election.enabled:
-        elector = leader.LeaderElector(api, lease_config(config, name="toolhive-operator"))
-
-    def leading() -> bool:
-        return elector is None or elector.is_leader
-
-    async def work() -> None:
+    async def work(api: kube.Api, metrics: metrics_module.Metrics, leading: Callable[[], bool]) -> None:
         await _serve(config, api=api, metrics=metrics, leading=leading)
 
-    if elector is not None:
-        main = asyncio.create_task(elector.run(work), name="leader election")
-    else:
-        main = asyncio.create_task(work(), name="operator")
-    stopping = asyncio.create_task(stop.wait(), name="stop")
-    try:
-        await asyncio.wait([stopping, main], return_when=asyncio.FIRST_COMPLETED)
-        if main.done():
-            main.result()  # a crash of the serving work ends the process (the pod restarts)
-    finally:
-        stopping.cancel()
-        main.cancel()  # drains in-flight passes, then releases the lease
-        await asyncio.gather(main, stopping, return_exceptions=True)
-        if probes is not None:
-            await probes.cleanup()
-        if metrics_server is not None:
-            metrics_server.close()
-        await api.close()
-
-
-def lease_config(config: settings.Settings, *, name: str) -> leader.LeaseConfig:
-    election = config.leader_election
-    return leader.LeaseConfig(
-        name=name,
-        namespace=config.pod_namespace,
-        identity=config.pod_name or socket.gethostname(),
-        lease_seconds=election.lease_duration_seconds,
-        renew_seconds=election.renew_seconds,
-    )
+    await runtime.run(config, work, process="operator", lease=LEASE, kubeconfig=kubeconfig, stop=stop)
 
 
 async def _serve(
@@ -201,14 +143,8 @@ async def _follow_scope(
 
 def _link_for_grant(grant: kube.Body | None) -> object:
     """The span context discovery recorded on the grant, so the join's passes link to its decision."""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    value = scope.traceparent_of(grant)
-    if not value:
-        return None
-    context = TraceContextTextMapPropagator().extract({"traceparent": value})
-    span_context = trace.get_current_span(context).get_span_context()
-    return span_context if span_context.is_valid else None
+    link = telemetry.link_from_traceparent(scope.traceparent_of(grant))
+    return link.context if link is not None else None
 
 
 async def _resync(mux: Multiplexer, *, period: float) -> None:
@@ -223,15 +159,9 @@ async def _resync(mux: Multiplexer, *, period: float) -> None:
 
 def main_sync(config: settings.Settings) -> int:
     """Entry point for the CLI: run until SIGTERM/SIGINT."""
-    import signal
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         await run(config, stop=stop)
 
-    asyncio.run(main())
+    runtime.run_until_signalled(main)
     return 0
