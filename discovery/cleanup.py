@@ -170,10 +170,9 @@ async def _mark_draining(api: kube.Api, body: kube.Body) -> None:
 
 async def _revoke(api: kube.Api, body: kube.Body) -> None:
     meta = body["metadata"]
-    finalizers = meta.get("finalizers") or []
-    if constants.GRANT_FINALIZER in finalizers:
-        meta["finalizers"] = [item for item in finalizers if item != constants.GRANT_FINALIZER]
-        body = await api.replace(kube.ROLEBINDINGS, body)
+    release = bindings.build_release(body)
+    if release is not None:
+        body = await api.replace(kube.ROLEBINDINGS, release)
     if not body["metadata"].get("deletionTimestamp"):
         await api.delete(kube.ROLEBINDINGS, meta["name"], namespace=meta["namespace"], uid=meta.get("uid"))
 
@@ -196,7 +195,7 @@ async def _ignore_moved(write: Any) -> bool:
 async def _hold_lease(api: kube.Api, lease: leader.LeaseConfig, *, hold_seconds: float) -> bool:
     """Take discovery's Lease whoever holds it (the leader then stops at its next renewal), for
     `hold_seconds`. After an aborted uninstall discovery resumes once the hold expires and converges."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = leader.micro_time()
     try:
         current = await api.get_or_none(kube.LEASES, lease.name, namespace=lease.namespace)
         spec = {

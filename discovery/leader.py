@@ -43,7 +43,8 @@ class LeaseConfig:
         return self.lease_seconds * 2 / 3
 
 
-def _micro_time() -> str:
+def micro_time() -> str:
+    """Now as a metav1.MicroTime (six fraction digits), the format Lease times must have."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -135,7 +136,7 @@ class LeaderElector:
         """One attempt; True when this process holds the lease afterwards."""
         cfg = self.config
         lease = await self.api.get_or_none(kube.LEASES, cfg.name, namespace=cfg.namespace)
-        now = _micro_time()
+        now = micro_time()
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
