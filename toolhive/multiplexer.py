@@ -63,9 +63,6 @@ class Multiplexer:
     def namespaces(self) -> frozenset[str | None]:
         return frozenset(self._served)
 
-    def is_served(self, namespace: str) -> bool:
-        return (namespace in self._served or None in self._served) and namespace not in self._leaving
-
     async def serve(self, namespace: str | None, *, link: object = None) -> None:
         """Start watching `namespace` (None: cluster-wide). `link` is attached to the passes it queues."""
         if namespace in self._served:
@@ -88,11 +85,6 @@ class Multiplexer:
             )
         self._served[namespace] = served
         log.info("serving namespace", extra={"k8s.namespace.name": namespace or "*"})
-
-    async def wait_synced(self, namespace: str | None) -> None:
-        served = self._served.get(namespace)
-        if served is not None:
-            await asyncio.gather(*(watcher.synced.wait() for watcher in served.informers.values()))
 
     async def release(self, namespace: str) -> None:
         """Stop serving `namespace` after its passes finished and `on_release` let go of its objects."""
@@ -134,10 +126,6 @@ class Multiplexer:
         if served is None:
             return []
         return list(served.informers[resources.MCPSERVERS.plural].items())
-
-    def link_for(self, namespace: str) -> object:
-        served = self._served.get(namespace)
-        return served.link if served is not None else None
 
     # -- events -------------------------------------------------------------------------------------
 
