@@ -147,7 +147,7 @@ def apply_documents(
     applied = []
     for doc in ordered:
         kind = doc["kind"]
-        if kind in skip_kinds or is_hook(doc):
+        if kind in skip_kinds:
             continue
         if kind not in plurals:
             raise ValueError(f"install: no plural known for kind {kind!r} ({doc['metadata']['name']})")
@@ -175,7 +175,7 @@ def apply_documents(
 
 
 def is_hook(doc: Mapping[str, Any]) -> bool:
-    """A Helm hook (the uninstall Job): not part of what `helm install` creates, so never applied here."""
+    """A Helm hook: not part of the release's resources, so uninstall never deletes it (as Helm)."""
     return "helm.sh/hook" in ((doc.get("metadata") or {}).get("annotations") or {})
 
 
