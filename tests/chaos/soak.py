@@ -139,14 +139,30 @@ class Soak:
                     self._start(replica)
                 yield self
             finally:
-                if self.cluster.loopback is not None:
-                    self.cluster.loopback.faults.clear()
-                for replica in self.replicas:
-                    if replica.process is not None:
-                        replica.process.stop()
-                self._stop_simulator()
-                for namespace in self.namespaces:
-                    self.cluster.delete_namespace(namespace)
+                try:
+                    self.quiesce()
+                    self._delete_namespaces()
+                finally:
+                    for replica in self.replicas:
+                        if replica.process is not None:
+                            replica.process.stop()
+                    self._stop_simulator()
+
+    def _delete_namespaces(self) -> None:
+        """Delete the soak's namespaces and wait until they are gone, while the replicas still run.
+
+        Stopping the replicas first would leave the namespaces terminating behind the operator's
+        finalizers, still labelled, and later tests on the same cluster would see them as members.
+        """
+        for namespace in self.namespaces:
+            self.cluster.delete_namespace(namespace)
+        core = self._core()
+
+        def gone() -> bool:
+            remaining = {item.metadata.name for item in core.list_namespace().items}
+            return not remaining.intersection(self.created)
+
+        cluster_mod.poll(gone, timeout=60, interval=0.2, message="the soak's namespaces are deleted")
 
     def _start(self, replica: Replica) -> None:
         replica.starts += 1

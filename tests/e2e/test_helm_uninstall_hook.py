@@ -74,7 +74,7 @@ def test_the_uninstall_hook_revokes_every_grant_after_the_operator_released_its_
 
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{logs_of(started)}"
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    assert sorted(report["released"]) == sorted(teams), report
+    assert set(teams) <= set(report["released"]), report  # with any other labelled namespace of the cluster
     assert report["revokedAfterGrace"] == [] and report["left"] == []
     for team in teams:
         assert kube.rolebinding(team) is None

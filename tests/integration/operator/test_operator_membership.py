@@ -62,8 +62,10 @@ class Membership:
 
 
 @pytest.fixture
-def membership(admin: harness.Admin) -> Iterator[Membership]:
+def membership(admin: harness.Admin, operator_rbac: harness.OperatorRbac) -> Iterator[Membership]:
     published = Membership(admin, f"test-{secrets.token_hex(3)}")
+    # The chart grants this read before the operator starts; granting it later races its first list (403).
+    operator_rbac.allow_membership_read(published.name)
     try:
         yield published
     finally:
@@ -71,7 +73,7 @@ def membership(admin: harness.Admin) -> Iterator[Membership]:
 
 
 def start_following(start_operator: OperatorFactory, membership: Membership) -> RunningOperator:
-    running = start_operator(
+    return start_operator(
         [],
         discovery={
             "enabled": True,
@@ -79,8 +81,6 @@ def start_following(start_operator: OperatorFactory, membership: Membership) -> 
             "rolebinding_name": "toolhive-operator",
         },
     )
-    running.rbac.allow_membership_read(membership.name)
-    return running
 
 
 def test_a_joining_namespace_gets_its_existing_mcpservers_reconciled(
