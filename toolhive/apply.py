@@ -66,7 +66,7 @@ class Applier:
         """
         res = resources.for_manifest(manifest)
         meta = manifest["metadata"]
-        key: ObjectKey = (res.api_version, res.kind, meta.get("namespace", ""), meta["name"])
+        key = _key(manifest)
         digest = _digest(manifest)
         record = self._applied.get(key)
         if observed is UNKNOWN:
@@ -88,6 +88,10 @@ class Applier:
         self.writes["apply"] += 1
         self._applied[key] = Applied(digest, _resource_version(result))
         return Outcome(True, result)
+
+    def remembers(self, manifest: Body) -> bool:
+        """True when this applier wrote or confirmed the object since it started (or last forgot it)."""
+        return _key(manifest) in self._applied
 
     def forget(self, namespace: str) -> None:
         """Drop what is remembered about a namespace the operator left."""
@@ -210,6 +214,11 @@ def is_subset(desired: Any, observed: Any) -> bool:
             and all(is_subset(d, o) for d, o in zip(desired, observed, strict=True))
         )
     return bool(desired == observed)
+
+
+def _key(manifest: Body) -> ObjectKey:
+    meta = manifest["metadata"]
+    return (manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
 
 
 def _digest(manifest: Body) -> str:

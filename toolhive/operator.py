@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from discovery import kube
 from toolhive import apply, reconcile, runtime, scope, settings, telemetry
@@ -96,7 +96,7 @@ async def _serve(
     feeders = [asyncio.create_task(_follow_scope(config, api=api, mux=mux, applier=applier), name="scope")]
     if config.operator.resync_seconds > 0:
         feeders.append(
-            asyncio.create_task(_resync(mux, period=config.operator.resync_seconds), name="resync")
+            asyncio.create_task(_resync(mux, ctx=ctx, period=config.operator.resync_seconds), name="resync")
         )
     try:
         await asyncio.gather(queue, *feeders)
@@ -147,14 +147,41 @@ def _link_for_grant(grant: kube.Body | None) -> object:
     return link.context if link is not None else None
 
 
-async def _resync(mux: Multiplexer, *, period: float) -> None:
-    """Queue every known MCPServer now and then, so drift in unwatched kinds is repaired."""
+async def _resync(
+    mux: Multiplexer,
+    *,
+    ctx: reconcile.Context,
+    period: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Queue every known MCPServer once per `period`, so drift in unwatched kinds is repaired.
+
+    Spread evenly: one namespace every `period / namespaces`, each first snapshotted with one LIST per
+    unwatched kind, so neither the API server nor the queue ever sees a burst of the whole fleet.
+    """
+    await sleep(period)
     while True:
-        await asyncio.sleep(period)
-        for namespace in mux.namespaces:
-            for body in mux.mcpservers(namespace):
-                meta = body["metadata"]
-                mux.queue.add((meta["namespace"], meta["name"]), Trigger("resync"))
+        by_namespace = servers_by_namespace(mux)
+        if not by_namespace:
+            await sleep(period)
+            continue
+        step = period / len(by_namespace)
+        for namespace, keys in sorted(by_namespace.items()):
+            if namespace in mux.namespaces or None in mux.namespaces:  # not left meanwhile
+                await reconcile.list_children(namespace, ctx=ctx)
+                for key in keys:
+                    mux.queue.add(key, Trigger("resync"))
+            await sleep(step)
+
+
+def servers_by_namespace(mux: Multiplexer) -> dict[str, list[tuple[str, str]]]:
+    """The keys of every cached MCPServer by namespace (cluster scope serves them all from one cache)."""
+    grouped: dict[str, list[tuple[str, str]]] = {}
+    for served in mux.namespaces:
+        for body in mux.mcpservers(served):
+            meta = body["metadata"]
+            grouped.setdefault(str(meta["namespace"]), []).append((str(meta["namespace"]), str(meta["name"])))
+    return grouped
 
 
 def main_sync(config: settings.Settings) -> int:

@@ -12,10 +12,11 @@ and counts writes. `release_namespace` lets go of a namespace the operator leave
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +34,50 @@ _tracer = trace.get_tracer("toolhive.reconcile")
 
 Lookup = Callable[..., kube.Body | None]
 WATCHED = {res.kind for res in (resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)}
+UNWATCHED = (resources.SERVICEACCOUNTS, resources.ROLES, resources.ROLEBINDINGS, resources.CONFIGMAPS)
+"""The children no informer caches: the resync verifies them from one LIST per namespace and kind."""
+CHILD_SELECTOR = f"{constants.LABEL_TOOLHIVE}=true"
+"""Every child carries it (builders.meta.standard_labels); an unlabelled one is read by name instead."""
 SERVICE_ACCOUNT_RECHECK_SECONDS = 15.0
 """How often a server waiting for its `spec.serviceAccount` looks again (ServiceAccounts are not watched)."""
+
+
+class Snapshots:
+    """The resourceVersions of the unwatched children of a namespace, as the resync's LISTs saw them.
+
+    `take` hands each entry to one pass (and forgets it), so a namespace costs one LIST per kind per
+    resync instead of a GET per object. Only versions are kept: the applier compares one with what it
+    last wrote and reads the object in full only when they differ.
+    """
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[tuple[str, str], str]] = {}
+
+    def put(self, namespace: str, items: list[kube.Body]) -> None:
+        self._versions[namespace] = {
+            (str(item["kind"]), str(item["metadata"]["name"])): str(item["metadata"].get("resourceVersion"))
+            for item in items
+        }
+
+    def drop(self, namespace: str) -> None:
+        self._versions.pop(namespace, None)
+
+    def take(self, namespace: str, kind: str, name: str, *, recorded: bool) -> kube.Body | object | None:
+        """A slim copy of the listed object, None if the LIST did not have it, or apply.UNKNOWN.
+
+        UNKNOWN (read it by name) when no snapshot was taken, and when the LIST missed an object this
+        process has applied: it may have been created after the LIST, or lost its label.
+        """
+        versions = self._versions.get(namespace)
+        if versions is None:
+            return apply.UNKNOWN
+        version = versions.pop((kind, name), None)
+        if version is None:
+            return apply.UNKNOWN if recorded else None
+        return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": version}}
+
+    def __len__(self) -> int:
+        return sum(len(versions) for versions in self._versions.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +95,8 @@ class Context:
         default_factory=lambda: cachetools.LRUCache(maxsize=10_000)
     )
     """Objects whose last pass failed: their next failures log at DEBUG (logged once, not in a loop)."""
+    snapshots: Snapshots = dataclasses.field(default_factory=Snapshots)
+    """What the resync listed, for its passes."""
 
 
 async def process(key: tuple[str, str], triggers: tuple[Trigger, ...], *, ctx: Context) -> Result:
@@ -163,32 +208,37 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
 
     with _tracer.start_as_current_span("toolhive.build"):
         desired = builders.build_all(server, config=ctx.build)
-    created: list[str] = []
-    updated: list[str] = []
     # A server never reconciled before (no status) has no children yet: apply without reading first.
     first_pass = not body.get("status")
-    for manifest in desired.manifests:
-        observed: object = None if first_pass else apply.UNKNOWN
-        if manifest["kind"] in WATCHED:
-            res = resources.for_manifest(manifest)
-            observed = ctx.lookup(res, namespace=namespace, name=manifest["metadata"]["name"])
-        elif verify:
-            res = resources.for_manifest(manifest)
-            observed = await ctx.api.get_or_none(res, manifest["metadata"]["name"], namespace=namespace)
-        with _tracer.start_as_current_span(
-            f"toolhive.apply {manifest['kind']}",
-            attributes={"toolhive.apply.name": manifest["metadata"]["name"]},
-        ) as span:
-            partial = manifest["kind"] in WATCHED  # the multiplexer caches slim copies of these
-            outcome = await ctx.applier.ensure(manifest, observed=observed, partial=partial)
-            span.set_attribute("toolhive.apply.changed", outcome.changed)
-        if outcome.changed:
-            (created if observed is None else updated).append(
-                f"{manifest['kind']}/{manifest['metadata']['name']}"
-            )
+    changes: list[tuple[str, bool]] = []  # ("Kind/name", created) in apply order
+    applied: dict[str, kube.Body] = {}  # kind -> what the API server answered, for status
+    for wave in desired.waves():
+        # The objects of a wave are independent: one request each, all in flight at once. A failure
+        # lets the rest of its wave finish, reports what was changed, and stops before the next wave.
+        outcomes = await asyncio.gather(
+            *(_apply(manifest, ctx=ctx, first_pass=first_pass, verify=verify) for manifest in wave),
+            return_exceptions=True,
+        )
+        failed: list[BaseException] = []
+        for manifest, outcome in zip(wave, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failed.append(outcome)
+                continue
+            change, answer = outcome
+            if change is not None:
+                changes.append((f"{manifest['kind']}/{manifest['metadata']['name']}", change))
+            if answer is not None:
+                applied[manifest["kind"]] = answer
+        if failed:
+            await _record_changes(body, changes, ctx=ctx)
+            raise failed[0]
 
     await _adopt_statefulset(body, ctx=ctx)
-    deployment = ctx.lookup(resources.DEPLOYMENTS, namespace=namespace, name=names.deployment_name(name))
+    # The Deployment this pass wrote is newer than the cache (whose watch event is still on its way):
+    # judging status from it makes the first status the settled one, not a second write on that event.
+    deployment = applied.get("Deployment") or ctx.lookup(
+        resources.DEPLOYMENTS, namespace=namespace, name=names.deployment_name(name)
+    )
     observed_status = status.Observed(
         generation=_generation(body),
         previous=_status(body),
@@ -198,16 +248,55 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         replicas_capped=desired.replicas_capped,
         service_account=(account, True) if account is not None else None,
     )
-    await _report(body, ctx=ctx, observed=observed_status)
+    await _all(_report(body, ctx=ctx, observed=observed_status), _record_changes(body, changes, ctx=ctx))
+    return ("changed" if changes else "unchanged"), Result()
+
+
+async def _apply(
+    manifest: kube.Body, *, ctx: Context, first_pass: bool, verify: bool
+) -> tuple[bool | None, kube.Body | None]:
+    """Ensure one child. Returns (None unchanged | True created | False updated, the object if written)."""
+    kind, name = manifest["kind"], manifest["metadata"]["name"]
+    namespace = manifest["metadata"]["namespace"]
+    observed: object = None if first_pass else apply.UNKNOWN
+    partial = kind in WATCHED  # the multiplexer caches slim copies of these
+    if partial:
+        observed = ctx.lookup(resources.for_manifest(manifest), namespace=namespace, name=name)
+    elif verify:
+        observed = ctx.snapshots.take(namespace, kind, name, recorded=ctx.applier.remembers(manifest))
+        partial = isinstance(observed, dict)  # a listed copy: its resourceVersion, nothing else
+        if observed is apply.UNKNOWN:  # no snapshot (or not to be trusted here): read it
+            observed = await ctx.api.get_or_none(resources.for_manifest(manifest), name, namespace=namespace)
+            partial = False
+    with _tracer.start_as_current_span(
+        f"toolhive.apply {kind}", attributes={"toolhive.apply.name": name}
+    ) as span:
+        outcome = await ctx.applier.ensure(manifest, observed=observed, partial=partial)
+        span.set_attribute("toolhive.apply.changed", outcome.changed)
+    if not outcome.changed:
+        return None, None
+    return observed is None, outcome.object
+
+
+async def _record_changes(body: kube.Body, changes: list[tuple[str, bool]], *, ctx: Context) -> None:
+    """One Event for what a pass changed: `Created` if it created anything, else `Updated`."""
+    created = [name for name, was_created in changes if was_created]
     if created:
         await ctx.applier.record_event(
             body, type_="Normal", reason="Created", message="created " + ", ".join(created)
         )
-    elif updated:
+    elif changes:
+        updated = [name for name, _ in changes]
         await ctx.applier.record_event(
             body, type_="Normal", reason="Updated", message="updated " + ", ".join(updated)
         )
-    return ("changed" if created or updated else "unchanged"), Result()
+
+
+async def _all(*steps: Awaitable[object]) -> None:
+    """Run independent requests at once; every one finishes before the first failure is raised."""
+    for outcome in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def finalize(body: kube.Body, *, ctx: Context) -> None:
@@ -223,6 +312,30 @@ async def finalize(body: kube.Body, *, ctx: Context) -> None:
             await ctx.applier.delete(resources.SERVICES, service, namespace=namespace)
         await ctx.applier.delete(resources.CONFIGMAPS, names.runconfig_name(name), namespace=namespace)
         await ctx.applier.set_finalizer(body, present=False)
+
+
+async def list_children(namespace: str, *, ctx: Context) -> None:
+    """Snapshot the unwatched children of `namespace` (one LIST per kind) for the resync's passes.
+
+    A failed LIST leaves no snapshot: the passes then read each object by name, as before.
+    """
+    with _tracer.start_as_current_span("toolhive.resync.list", attributes={"k8s.namespace.name": namespace}):
+        lists = await asyncio.gather(
+            *(ctx.api.list(res, namespace=namespace, label_selector=CHILD_SELECTOR) for res in UNWATCHED),
+            return_exceptions=True,
+        )
+    items: list[kube.Body] = []
+    for listed in lists:
+        if isinstance(listed, kube.ApiError):
+            ctx.snapshots.drop(namespace)
+            log.debug(
+                "resync list failed, reading by name: %s", listed, extra={"k8s.namespace.name": namespace}
+            )
+            return
+        if isinstance(listed, BaseException):
+            raise listed
+        items += listed[0]
+    ctx.snapshots.put(namespace, items)
 
 
 async def release_namespace(namespace: str, *, ctx: Context) -> None:
@@ -241,6 +354,7 @@ async def release_namespace(namespace: str, *, ctx: Context) -> None:
             else:
                 await ctx.applier.set_finalizer(body, present=False)
         ctx.applier.forget(namespace)
+        ctx.snapshots.drop(namespace)
 
 
 async def _report(body: kube.Body, *, ctx: Context, observed: status.Observed) -> bool:

@@ -1,9 +1,11 @@
-"""`build_all`: every object one MCPServer needs, in the order they are applied.
+"""`build_all`: every object one MCPServer needs, in the order and waves they are applied.
 
 Pure: no I/O. Called by the reconciler once per pass. Order is data (kind rank, as lightkube's
-`sort_objects`): ServiceAccounts, Role, RoleBinding, ConfigMap, Service, Deployment, so an identity and its
-permissions exist before the pods that use them, and the RunConfig before the runner that reads it.
-Deleting goes the other way round (`reversed(desired.manifests)`).
+`sort_objects`): ServiceAccounts, Role, RoleBinding, ConfigMap, Service, Deployment. `WAVES` groups the
+kinds the reconciler may apply concurrently: everything without a dependency first; the RoleBinding once
+its Role exists (without `bind`, the API server's escalation check answers 404 for a missing Role); the
+Deployment last, so its pods find their ServiceAccount (admission refuses them otherwise), RunConfig and
+permissions. Deleting goes the other way round (`reversed(desired.manifests)`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from toolhive.api import models
 from toolhive.builders import deployment, inputs, rbac, runconfig, service, serviceaccount, status
 
 KIND_RANK: Final = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Service", "Deployment")
+WAVES: Final = (
+    frozenset({"ServiceAccount", "Role", "ConfigMap", "Service"}),
+    frozenset({"RoleBinding"}),
+    frozenset({"Deployment"}),
+)
+"""Kinds applied together; a wave starts once the one before it is applied (every kind is in one wave)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +45,11 @@ class Desired:
 
     def __len__(self) -> int:
         return len(self.manifests)
+
+    def waves(self) -> tuple[tuple[inputs.Manifest, ...], ...]:
+        """The manifests grouped by `WAVES`, each wave in kind-rank order; empty waves left out."""
+        grouped = (tuple(m for m in self.manifests if m["kind"] in kinds) for kinds in WAVES)
+        return tuple(wave for wave in grouped if wave)
 
 
 def build_all(server: inputs.Server | models.MCPServer, *, config: inputs.BuildConfig) -> Desired:

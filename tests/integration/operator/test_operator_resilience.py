@@ -31,11 +31,16 @@ def test_a_no_op_resync_makes_zero_writes(
     settle(lambda: _quiet(loopback, running.user), timeout=10, message="operator settled")
     loopback.requests.reset()
     cluster_mod.poll(
-        lambda: loopback.requests.count("get", user=running.user, namespace=namespace) >= 3 * 4 * 2,
+        lambda: loopback.requests.count("list", user=running.user, namespace=namespace) >= 4 * 2,
         timeout=10,
-        message="two resyncs re-read every unwatched object",
+        message="two resyncs listed every unwatched kind",
     )
     assert loopback.requests.writes(user=running.user) == 0
+    # One labelled LIST per kind and resync verifies them all: no object is read by name.
+    assert loopback.requests.count("get", user=running.user, namespace=namespace) == 0
+    lists = [r for r in loopback.requests if r.user == running.user and r.verb == "list"]
+    assert {r.resource for r in lists} == {"serviceaccounts", "roles", "rolebindings", "configmaps"}
+    assert all("labelSelector=toolhive%3Dtrue" in r.query for r in lists), [r.query for r in lists]
 
 
 def _quiet(loopback: LoopbackApi, user: str) -> bool:

@@ -41,6 +41,23 @@ def test_objects_come_in_kind_rank_order(make_server: MakeServer, config: BuildC
     assert len(desired) == 7
 
 
+def test_waves_cover_every_kind_once_and_put_each_object_after_what_it_needs(
+    make_server: MakeServer, config: BuildConfig
+) -> None:
+    desired = builders.build_all(make_server(), config=config)
+    waves = [[m["kind"] for m in wave] for wave in desired.waves()]
+    assert waves == [
+        ["ServiceAccount", "ServiceAccount", "Role", "ConfigMap", "Service"],
+        ["RoleBinding"],
+        ["Deployment"],
+    ]
+    assert sorted(kind for kinds in builders.WAVES for kind in kinds) == sorted(builders.KIND_RANK)
+    position = {kind: index for index, kinds in enumerate(builders.WAVES) for kind in kinds}
+    # A RoleBinding needs its Role (escalation check); the Deployment's pods need everything else.
+    assert position["Role"] < position["RoleBinding"] < position["Deployment"]
+    assert max(position[k] for k in ("ServiceAccount", "ConfigMap", "Service")) < position["Deployment"]
+
+
 def test_output_is_byte_identical_for_equal_input(make_server: MakeServer, config: BuildConfig) -> None:
     first = json.dumps(list(builders.build_all(make_server(**RICH_SPEC), config=config)))
     second = json.dumps(list(builders.build_all(make_server(**RICH_SPEC), config=config)))
