@@ -1,7 +1,8 @@
 """Shared parts of the benchmarks: a loopback API with the chart installed, the processes, measuring tools.
 
-`Bench` starts the loopback API (RBAC on) in this process, installs the chart in discovery mode, and runs
-discovery and the operator as subprocesses (their own ServiceAccounts; honest RSS and CPU). `EventClock`
+`Bench` starts the loopback API (RBAC on) in its own process (`remote.LoopbackProcess`: the driver's watches
+never share its GIL; `in_process=True` keeps it in this process), installs the chart in discovery mode, and
+runs discovery and the operator as subprocesses (their own ServiceAccounts; honest RSS and CPU). `EventClock`
 timestamps watch events as this process receives them. Also: percentiles, /proc readers, tables. Used only
 by the benchmark modules; never by the test suite.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from discovery import kube
 from toolhive import resources
-from toolhive.testing import LoopbackApi, install, processes
+from toolhive.testing import LoopbackApi, install, processes, remote
 
 LABEL = "toolhive.stacklok.dev/enabled"
 GRANT = "toolhive-operator"
@@ -44,11 +45,22 @@ def values(*, grace: float = 30.0) -> dict[str, Any]:
 class Bench:
     """One benchmark environment: `async with Bench() as bench:`; everything is torn down on exit."""
 
-    def __init__(self, *, grace: float = 30.0, operator_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float = 30.0,
+        operator_env: Mapping[str, str] | None = None,
+        in_process: bool | None = None,
+    ) -> None:
         self.grace = grace
         self.operator_env = dict(operator_env or {})
         self.workdir = Path(tempfile.mkdtemp(prefix="toolhive-bench-"))
-        self.loopback = LoopbackApi(rbac=True, history=200_000, bookmark_interval=30.0)
+        if in_process is None:
+            in_process = os.environ.get("TOOLHIVE_BENCH_API", "process") == "thread"
+        options: dict[str, Any] = {"rbac": True, "history": 200_000, "bookmark_interval": 30.0}
+        self.loopback: LoopbackApi | remote.LoopbackProcess = (
+            LoopbackApi(**options) if in_process else remote.LoopbackProcess(**options)
+        )
         self.installation: install.Installation | None = None
         self.admin: kube.Api | None = None
         self.processes: dict[str, processes.Process] = {}
@@ -160,14 +172,13 @@ class Bench:
 
     def open_watches(self) -> dict[str, int]:
         """Open watch streams by resource plural (the loopback API's own count)."""
+        return self.loopback.open_watches()
 
-        def count(store: Any) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for watcher in store.open_watchers():
-                out[watcher.rt.plural] = out.get(watcher.rt.plural, 0) + 1
-            return out
-
-        return self.loopback.call(count)
+    def api_cpu_seconds(self) -> float | None:
+        """CPU used so far by the loopback API's process; None when it runs in this process."""
+        if isinstance(self.loopback, remote.LoopbackProcess):
+            return cpu_seconds(self.loopback.pid)
+        return None
 
 
 def mcpserver(

@@ -5,7 +5,8 @@ Everything exists before the processes start (labelled namespaces, MCPServers); 
 then start cold as subprocesses. Converged: every MCPServer carries a status for its generation and has its
 Deployment (no workload simulator here, so phases stay Pending, as on a cluster without nodes). Then
 `--idle` seconds with no changes measure steady CPU. Peak RSS is VmHWM of each process. The loopback API
-runs in this process; its CPU is reported too, because on a small machine it is part of the bottleneck.
+runs in its own process (`TOOLHIVE_BENCH_API=thread` puts it in this one); its CPU is reported too, because on
+a small machine it is part of the bottleneck, and so is the load average before and after.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Result:
     idle_cpu: dict[str, float]
     converge_cpu: dict[str, float]
     requests: int
+    load: tuple[float, float]  # 1-minute load average when converging started and when it ended
 
 
 async def measure(
@@ -69,6 +71,8 @@ async def measure(
         await clock.ready()
         requests_before = bench.request_count()
         own_before = _own_cpu()
+        api_before = bench.api_cpu_seconds()
+        load_before = os.getloadavg()[0]
         with h.phase("cold start to converged"):
             begin = time.monotonic()
             bench.start_processes(profile_dir=profile_dir)
@@ -99,7 +103,8 @@ async def measure(
                 name: (h.cpu_seconds(p.pid) - cpu_before[name]) / elapsed * 100
                 for name, p in bench.processes.items()
             }
-            converge_cpu["loopback API + bench driver"] = (_own_cpu() - own_before) / elapsed * 100
+            _add_own_cpu(converge_cpu, bench, own_before, api_before, elapsed)
+            load_after = os.getloadavg()[0]
         fraction = min(len(statused), len(deployed)) / total
         requests = bench.request_count() - requests_before
         idle_cpu: dict[str, float] = {}
@@ -116,13 +121,13 @@ async def measure(
                 settled = time.monotonic() - begin - 2.0
             with h.phase(f"{idle:.0f}s idle"):
                 before = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
-                own = _own_cpu()
+                own, api_own = _own_cpu(), bench.api_cpu_seconds()
                 await asyncio.sleep(idle)
                 idle_cpu = {
                     name: (h.cpu_seconds(p.pid) - before[name]) / idle * 100
                     for name, p in bench.processes.items()
                 }
-                idle_cpu["loopback API + bench driver"] = (_own_cpu() - own) / idle * 100
+                _add_own_cpu(idle_cpu, bench, own, api_own, idle)
         peak = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
         await clock.close()
         bench.stop_processes()  # profiles are written on exit
@@ -138,7 +143,20 @@ async def measure(
         idle_cpu,
         converge_cpu,
         requests,
+        (load_before, load_after),
     )
+
+
+def _add_own_cpu(
+    into: dict[str, float], bench: h.Bench, own_before: float, api_before: float | None, seconds: float
+) -> None:
+    """The loopback API's and this driver's CPU shares (one row when the API runs in this process)."""
+    api_now = bench.api_cpu_seconds()
+    if api_before is None or api_now is None:
+        into["loopback API + bench driver"] = (_own_cpu() - own_before) / seconds * 100
+        return
+    into["loopback API"] = (api_now - api_before) / seconds * 100
+    into["bench driver"] = (_own_cpu() - own_before) / seconds * 100
 
 
 def _own_cpu() -> float:
@@ -172,6 +190,15 @@ def render(result: Result) -> str:
             f"{result.requests} ({result.requests / max(total, 1):.1f} per MCPServer)",
         ),
     ]
+    if result.converged_seconds:
+        rate = result.requests / result.converged_seconds
+        rows.append(("API requests/s while converging", f"{rate:.0f}"))
+        api_share = result.converge_cpu.get("loopback API")
+        if api_share is not None and result.requests:
+            per_request = api_share / 100 * result.converged_seconds / result.requests * 1000
+            rows.append(("loopback API CPU per request", f"{per_request:.2f} ms"))
+    load = f"{result.load[0]:.1f} / {result.load[1]:.1f}"
+    rows.append(("load average (1 min) at start / end of converging", load))
     for name, value in result.peak_rss.items():
         rows.append((f"peak RSS {name}", f"{value:.0f} MiB"))
     for name, value in result.converge_cpu.items():

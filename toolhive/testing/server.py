@@ -46,6 +46,7 @@ from aiohttp import web
 from toolhive.testing import _authz, _faults, _resources, _selectors, _store, _tls, _validation, kubeconfig
 
 T = TypeVar("T")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _JSON = "application/json"
 _LOGGED = web.RequestKey("loopback_logged", bool)  # already in the request log
 _ATTRS = web.RequestKey("loopback_attrs", _authz.RequestAttributes)  # its authorization attributes
@@ -79,6 +80,23 @@ def _json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] |
 
 def _error(exc: _store.ApiStatusError) -> web.Response:
     return _json_response(exc.body(), status=exc.code, headers=exc.headers or None)
+
+
+def _decode_yaml(raw: bytes) -> Any:
+    """A YAML body (apply configurations, kubectl's YAML): JSON first, libyaml otherwise.
+
+    JSON is YAML, and clients send apply configurations as JSON: decoding them with the JSON parser gives
+    the same document (and numbers as the API server's YAML-to-JSON step reads them, e.g. `1e3`) at a
+    fraction of the cost of a YAML parser. Anything else goes to the (C, when available) safe loader.
+    """
+    with contextlib.suppress(ValueError):  # UnicodeDecodeError is a ValueError: YAML reports it below
+        text = raw.decode("utf-8")
+        if text.lstrip().startswith("{"):
+            return json.loads(text)
+    try:
+        return yaml.load(raw, Loader=_YAML_LOADER)
+    except yaml.YAMLError as exc:
+        raise _store.bad_request(f"error converting YAML to JSON: {exc}") from None
 
 
 def _not_found_path() -> _store.ApiStatusError:
@@ -288,6 +306,17 @@ class LoopbackApi:
     def compact(self) -> None:
         """Forget the watch history of every resource: older resourceVersions now get 410 Gone."""
         self.call(lambda store: store.compact())
+
+    def open_watches(self) -> dict[str, int]:
+        """Open watch streams by resource plural."""
+
+        def count(store: _store.Store) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for watcher in store.open_watchers():
+                out[watcher.rt.plural] = out.get(watcher.rt.plural, 0) + 1
+            return out
+
+        return self.call(count)
 
     def add_user(self, name: str, groups: tuple[str, ...] = (), *, token: str | None = None) -> str:
         """Register a static bearer token for a plain user; returns the token."""
@@ -602,10 +631,7 @@ class LoopbackApi:
         if not raw:
             return None
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
-            try:
-                return yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
-                raise _store.bad_request(f"error converting YAML to JSON: {exc}") from None
+            return _decode_yaml(raw)
         if ctype == "application/vnd.kubernetes.protobuf":
             raise _store.ApiStatusError(
                 415,
