@@ -17,6 +17,7 @@ from benchmarks import (
     _harness,
     bench_api_efficiency,
     bench_kopf_vs_multiplexer,
+    bench_memory,
     bench_onboarding,
     bench_reconcile_tracing,
     bench_scale,
@@ -31,7 +32,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
     parser.add_argument(
         "--only",
-        choices=["tracing", "reconcile-tracing", "efficiency", "kopf-vs-multiplexer", "onboarding", "scale"],
+        choices=[
+            "tracing",
+            "reconcile-tracing",
+            "efficiency",
+            "kopf-vs-multiplexer",
+            "onboarding",
+            "scale",
+            "memory",
+        ],
         help="run one",
     )
     args = parser.parse_args(argv)
@@ -52,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             lambda: bench_scale.main(
                 ["--namespaces", "100", "--servers", "10", "--idle", "10"] if quick else ["--budget", "900"]
             ),
+        ),
+        (
+            "memory",
+            lambda: bench_memory.main(["--namespaces", "100" if quick else "300", "--servers", "10"]),
         ),
     ]
     print(f"# toolhive-operator benchmarks ({_harness.machine()})\n", flush=True)

@@ -4,6 +4,8 @@ List, then watch from the list's resourceVersion; resume from the last seen reso
 advance it) when the server ends a stream or the connection drops; list again on 410 Gone and emit the
 difference, so no deletion is missed. Failures back off (bounded, jittered) and are logged once until the
 informer recovers. The handler is called synchronously after the cache changed and must only enqueue.
+With `compact=True` the cache keeps each (transformed) object as compact JSON bytes, decoded on every read
+(a fresh dict each time: callers may mutate it); a decoded object costs 3-5x its JSON as Python objects.
 Callers: discovery's controller and the operator's multiplexer. The cache holds exactly what the watch
 selects (one resource type, one namespace or label selector), never anything keyed by user input.
 """
@@ -11,10 +13,12 @@ selects (one resource type, one namespace or label selector), never anything key
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
+import sys
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from discovery import kube
 
@@ -43,6 +47,7 @@ class Informer:
         label_selector: str | None = None,
         field_selector: str | None = None,
         transform: Callable[[kube.Body], kube.Body] | None = None,
+        compact: bool = False,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
     ) -> None:
@@ -52,11 +57,12 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.transform = transform or strip_managed_fields
+        self.compact = compact
         self.handler = handler
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self.synced = asyncio.Event()
-        self._cache: dict[Key, kube.Body] = {}
+        self._cache: dict[Key, Any] = {}  # kube.Body, or its JSON bytes when compact
         self._version = ""
 
     def __repr__(self) -> str:
@@ -66,10 +72,15 @@ class Informer:
     # -- cache reads ----------------------------------------------------------------------------------
 
     def get(self, name: str, *, namespace: str | None = None) -> kube.Body | None:
-        return self._cache.get((namespace or self.namespace or "", name))
+        value = self._cache.get((namespace or self.namespace or "", name))
+        return None if value is None else _decode(value)
 
     def items(self) -> Iterator[kube.Body]:
-        return iter(list(self._cache.values()))
+        return (_decode(value) for value in list(self._cache.values()))
+
+    def keys(self) -> list[Key]:
+        """(namespace, name) of every cached object, without decoding any."""
+        return list(self._cache)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -102,16 +113,17 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         )
-        fresh = {key_of(item): self.transform(item) for item in items}
+        fresh = {_interned(key_of(item)): self.transform(item) for item in items}
+        del items
         gone = [key for key in self._cache if key not in fresh]
         for key in gone:
-            self.handler("DELETED", self._cache.pop(key))
+            self.handler("DELETED", _decode(self._cache.pop(key)))
         for key, item in fresh.items():
             previous = self._cache.get(key)
-            self._cache[key] = item
+            self._cache[key] = self._encode(item)
             if previous is None:
                 self.handler("ADDED", item)
-            elif _version_of(previous) != _version_of(item):
+            elif _version_of(_decode(previous)) != _version_of(item):
                 self.handler("MODIFIED", item)
         self._version = version
         self.synced.set()
@@ -130,22 +142,35 @@ class Informer:
                 self._version = version
             if event.type == "BOOKMARK":
                 continue
-            obj = self.transform(event.object)
+            kind, obj = event.type, self.transform(event.object)
+            del event  # the whole decoded object must not outlive this step (transform may slim it)
             obj.setdefault("apiVersion", self.res.api_version)
             obj.setdefault("kind", self.res.kind)
-            key = key_of(obj)
-            if event.type == "DELETED":
+            key = _interned(key_of(obj))
+            if kind == "DELETED":
                 self._cache.pop(key, None)
                 self.handler("DELETED", obj)
             else:
-                self._cache[key] = obj
-                self.handler(event.type, obj)
+                self._cache[key] = self._encode(obj)
+                self.handler(kind, obj)
+
+    def _encode(self, obj: kube.Body) -> Any:
+        return json.dumps(obj, separators=(",", ":")).encode() if self.compact else obj
 
 
 def strip_managed_fields(obj: kube.Body) -> kube.Body:
     """Default transform: managedFields are large and nobody here reads them."""
     (obj.get("metadata") or {}).pop("managedFields", None)
     return obj
+
+
+def _decode(value: Any) -> kube.Body:
+    return json.loads(value) if isinstance(value, bytes) else value  # type: ignore[no-any-return]
+
+
+def _interned(key: Key) -> Key:
+    """One string per namespace however many objects and events repeat it."""
+    return sys.intern(key[0]), key[1]
 
 
 def _version_of(obj: kube.Body) -> str:

@@ -334,20 +334,21 @@ class Api:
                 raise WatchExpired(res.plural)
             if resp.status >= 400:
                 raise await _error(resp)
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        if status.get("code") == 410:
-                            raise WatchExpired(res.plural)
-                        raise ApiError(int(status.get("code") or 500), status)
-                    yield WatchEvent(event["type"], event["object"])
+            # Thousands of watches sit suspended here: between events nothing may stay referenced from
+            # this frame (the last chunk, its lines, the last decoded object), or every idle watch pins
+            # a whole decoded object. Each event is decoded as it is yielded and referenced only by the
+            # consumer; what waits here is raw bytes of the lines not yet consumed.
+            partial = b""
+            while chunk := await resp.content.readany():
+                lines = (partial + chunk).split(b"\n")
+                chunk = b""
+                partial = lines.pop()
+                lines.reverse()
+                while lines:
+                    if lines[-1].strip():
+                        yield _watch_event(lines.pop(), res)
+                    else:
+                        lines.pop()
 
     async def ping(self) -> bool:
         """True when the API server answers `/version` (readiness: a live, authenticated connection)."""
@@ -446,6 +447,16 @@ class Api:
         level = logging.DEBUG if key in self._warned else logging.WARNING
         self._warned.add(key)  # bounded: verbs x resources x status codes
         log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
+
+
+def _watch_event(line: bytes, res: Resource) -> WatchEvent:
+    event = json.loads(line)
+    if event.get("type") == "ERROR":
+        status = event.get("object") or {}
+        if status.get("code") == 410:
+            raise WatchExpired(res.plural)
+        raise ApiError(int(status.get("code") or 500), status)
+    return WatchEvent(event["type"], event["object"])
 
 
 def _query(**params: Any) -> str:
