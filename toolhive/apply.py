@@ -35,6 +35,8 @@ UNKNOWN: Final = object()
 class Applied:
     digest: str
     resource_version: str
+    generation: int | None = None
+    """metadata.generation the server answered (None for kinds without one, such as Services)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,18 +77,20 @@ class Applier:
             observed = await self.api.get_or_none(res, meta["name"], namespace=meta.get("namespace"))
         if isinstance(observed, dict):
             version = _resource_version(observed)
-            if record is not None and record.digest == digest and record.resource_version == version:
-                return Outcome(False, observed)
+            if record is not None and record.digest == digest:
+                if record.resource_version == version:
+                    return Outcome(False, observed)
+                if partial and _only_status_moved(manifest, observed, record):
+                    self._applied[key] = dataclasses.replace(record, resource_version=version)
+                    return Outcome(False, observed)
             if partial:
                 observed = await self.api.get_or_none(res, meta["name"], namespace=meta.get("namespace"))
-        if isinstance(observed, dict):
-            version = _resource_version(observed)
-            if is_subset(manifest, observed):
-                self._applied[key] = Applied(digest, version)
-                return Outcome(False, observed)
+        if isinstance(observed, dict) and is_subset(manifest, observed):
+            self._applied[key] = _applied(digest, observed)
+            return Outcome(False, observed)
         result = await self.api.apply(res, manifest, field_manager=self.field_manager)
         self.writes["apply"] += 1
-        self._applied[key] = Applied(digest, _resource_version(result))
+        self._applied[key] = _applied(digest, result)
         return Outcome(True, result)
 
     def remembers(self, manifest: Body) -> bool:
@@ -223,6 +227,28 @@ def _key(manifest: Body) -> ObjectKey:
 
 def _digest(manifest: Body) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _applied(digest: str, obj: Body) -> Applied:
+    generation = (obj.get("metadata") or {}).get("generation")
+    return Applied(digest, _resource_version(obj), generation if isinstance(generation, int) else None)
+
+
+def _only_status_moved(manifest: Body, slim: Body, record: Applied) -> bool:
+    """True when a slim cached copy changed since our write only where the operator owns nothing.
+
+    The spec is unchanged while the generation is the one our write got (a Deployment's rollout
+    progress, for one, moves only status); labels and ownerReferences are in the slim copy. Annotations
+    are not: a manifest that sets some is judged on a full read.
+    """
+    meta, observed_meta = manifest["metadata"], slim.get("metadata") or {}
+    return (
+        record.generation is not None
+        and observed_meta.get("generation") == record.generation
+        and "annotations" not in meta
+        and is_subset(meta.get("labels") or {}, observed_meta.get("labels") or {})
+        and is_subset(meta.get("ownerReferences") or [], observed_meta.get("ownerReferences") or [])
+    )
 
 
 def _resource_version(obj: Body) -> str:

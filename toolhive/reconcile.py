@@ -208,7 +208,6 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
 
     with _tracer.start_as_current_span("toolhive.build"):
         desired = builders.build_all(server, config=ctx.build)
-    # A server never reconciled before (no status) has no children yet: apply without reading first.
     first_pass = not body.get("status")
     changes: list[tuple[str, bool]] = []  # ("Kind/name", created) in apply order
     applied: dict[str, kube.Body] = {}  # kind -> what the API server answered, for status
@@ -258,10 +257,18 @@ async def _apply(
     """Ensure one child. Returns (None unchanged | True created | False updated, the object if written)."""
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
-    observed: object = None if first_pass else apply.UNKNOWN
+    remembered = ctx.applier.remembers(manifest)
+    # A server without status was never reconciled, so its children cannot exist: no read first. Unless
+    # this process applied them already (a pass that raced its own status write's watch event).
+    observed: object = None if first_pass and not remembered else apply.UNKNOWN
     partial = kind in WATCHED  # the multiplexer caches slim copies of these
     if partial:
         observed = ctx.lookup(resources.for_manifest(manifest), namespace=namespace, name=name)
+        if observed is None and remembered:
+            # Applied by this process yet not cached: the watch event of our own write may still be on
+            # its way, or the object was deleted. A read tells which, instead of a blind second write.
+            observed = await ctx.api.get_or_none(resources.for_manifest(manifest), name, namespace=namespace)
+            partial = False
     elif verify:
         observed = ctx.snapshots.take(namespace, kind, name, recorded=ctx.applier.remembers(manifest))
         partial = isinstance(observed, dict)  # a listed copy: its resourceVersion, nothing else

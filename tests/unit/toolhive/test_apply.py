@@ -117,6 +117,65 @@ def test_a_changed_manifest_is_applied(fake: FakeApi) -> None:
     assert applier.writes["apply"] == 2
 
 
+def deployment(**meta: Any) -> Body:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "github", "namespace": "team-a", "labels": {"toolhive": "true"}, **meta},
+        "spec": {"replicas": 1},
+    }
+
+
+def slim(obj: Body, *, version: str, generation: int, labels: dict[str, str] | None = None) -> Body:
+    """What the multiplexer caches of a watched child after the server moved it on."""
+    meta = obj["metadata"]
+    labels = meta["labels"] if labels is None else labels
+    return {
+        "metadata": {**meta, "resourceVersion": version, "generation": generation, "labels": labels},
+        "status": {"readyReplicas": 1},
+    }
+
+
+class GenerationalApi(FakeApi):
+    """Stamps metadata.generation 1 on what it stores, as the API server does for Deployments."""
+
+    def _store(self, obj: Body) -> Body:
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["generation"] = 1
+        return super()._store(obj)
+
+
+def test_a_watched_child_whose_status_alone_moved_is_confirmed_without_a_read() -> None:
+    fake = GenerationalApi()
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    created = run(applier.ensure(deployment(), observed=None))
+    fake.calls.clear()
+    moved = slim(created.object, version="50", generation=1)
+    assert not run(applier.ensure(deployment(), observed=moved, partial=True)).changed
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("generation", "labels", "annotated"),
+    [
+        pytest.param(2, None, False, id="a new generation (spec edited)"),
+        pytest.param(1, {"toolhive": "no"}, False, id="an edited label"),
+        pytest.param(1, None, True, id="a manifest with annotations, which slim copies lack"),
+    ],
+)
+def test_a_watched_child_that_may_have_drifted_is_read_in_full(
+    generation: int, labels: dict[str, str] | None, annotated: bool
+) -> None:
+    fake = GenerationalApi()
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    manifest = deployment(annotations={"a": "1"}) if annotated else deployment()
+    created = run(applier.ensure(manifest, observed=None))
+    fake.calls.clear()
+    moved = slim(created.object, version="50", generation=generation, labels=labels)
+    run(applier.ensure(manifest, observed=moved, partial=True))
+    assert fake.calls[0] == "get"
+
+
 def test_status_is_written_only_when_it_differs(fake: FakeApi) -> None:
     applier = apply.Applier(fake)  # type: ignore[arg-type]
     server = {"metadata": {"name": "s", "namespace": "n"}, "status": {"phase": "Ready"}}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from discovery import kube
-from toolhive import apply, reconcile, resources
+from toolhive import apply, constants, reconcile, resources
 from toolhive.builders.inputs import BuildConfig
 
 NAMESPACE = "team-a"
@@ -27,6 +27,7 @@ class FakeApi:
         self.finished: list[str] = []
         self.alongside: dict[str, set[str]] = {}  # request -> requests still in flight when it started
         self._in_flight: set[str] = set()
+        self.stored: dict[str, kube.Body] = {}
 
     async def _call(self, what: str) -> None:
         self.order.append(what)
@@ -40,8 +41,14 @@ class FakeApi:
             raise kube.ApiError(500, {"reason": "InternalError", "message": f"{what} failed"})
 
     async def apply(self, res: kube.Resource, manifest: kube.Body, *, field_manager: str) -> kube.Body:
-        await self._call(f"{manifest['kind']}/{manifest['metadata']['name']}")
-        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": "7"}}
+        what = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        await self._call(what)
+        self.stored[what] = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": "7"}}
+        return self.stored[what]
+
+    async def get_or_none(self, res: kube.Resource, name: str, *, namespace: str) -> kube.Body | None:
+        await self._call(f"get {res.kind}/{name}")
+        return self.stored.get(f"{res.kind}/{name}")
 
     async def patch(self, res: kube.Resource, name: str, patch: Any, **options: Any) -> kube.Body:
         if options.get("subresource") == "status":
@@ -139,6 +146,18 @@ def test_the_first_status_is_judged_from_the_deployment_just_applied() -> None:
     # Not "creating the proxy runner": the Deployment's own watch event then finds nothing to change.
     assert (status["phase"], status["message"]) == ("Pending", "waiting for the proxy runner to become ready")
     assert status["readyReplicas"] == 0
+
+
+def test_a_pass_racing_the_watch_events_of_its_own_writes_reads_instead_of_writing_again() -> None:
+    api = FakeApi()
+    ctx = context(api)  # its cache never sees anything: every watch event is late
+    asyncio.run(reconcile.reconcile(server(), ctx=ctx))
+    api.order.clear()
+    body = server()
+    body["metadata"]["finalizers"] = [constants.FINALIZER]
+    outcome, _ = asyncio.run(reconcile.reconcile(body, ctx=ctx))  # still no status in the cached copy
+    assert outcome == "unchanged"
+    assert sorted(api.order) == ["get Deployment/fetch", "get Service/mcp-fetch-proxy", "status"]
 
 
 # --- the resync's snapshot -----------------------------------------------------------------------
