@@ -323,3 +323,43 @@ def test_a_custom_resource_without_a_kind_is_400(kube: RawKube, group: str, name
     body = {"apiVersion": f"{group}/v1", "metadata": {"name": "w"}, "spec": {"size": 1}}
     response = kube.post(f"/apis/{group}/v1/namespaces/{namespace}/widgets", body)
     assert response.status == 400 and "Object 'Kind' is missing" in response.message
+
+
+def test_a_crd_update_changes_how_apply_merges_its_lists(kube: RawKube, namespace: str) -> None:
+    # The merge strategy derived from a schema is cached per schema: the update must replace it.
+    group = f"g{secrets.token_hex(3)}.example.com"
+    crd = widget_crd(group)
+    ports: dict[str, Any] = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+        },
+    }
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {"ports": ports}}}}
+    crd["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": schema}
+    assert kube.post(CRDS, crd).status == 201
+    try:
+        cluster_mod.poll(lambda: kube.get(f"/apis/{group}/v1").status == 200)
+        path = f"/apis/{group}/v1/namespaces/{namespace}/widgets/w"
+
+        def apply(manager: str, *items: dict[str, Any]) -> list[Any]:
+            body = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}
+            body["spec"] = {"ports": list(items)}
+            query = {"fieldManager": manager, "force": "true"}
+            response = kube.patch(path, body, "application/apply-patch+yaml", query=query)
+            assert response.status in (200, 201), response.body
+            result: list[Any] = response.body["spec"]["ports"]
+            return result
+
+        x, y = {"name": "x", "port": 1}, {"name": "y", "port": 2}
+        apply("a", x)
+        assert apply("b", y) == [y]  # an atomic list: replaced whole
+        stored = kube.get(f"{CRDS}/widgets.{group}").body
+        ports.update({"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
+        stored["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": schema}
+        assert kube.put(f"{CRDS}/widgets.{group}", stored).status == 200
+        assert sorted(apply("a", x), key=lambda item: str(item["name"])) == [x, y]  # now merged by key
+    finally:
+        kube.delete(f"{CRDS}/widgets.{group}")

@@ -71,7 +71,10 @@ class RbacObjects(Protocol):
     `namespace` is given for Role and RoleBinding (only that namespace's objects) and None for the
     cluster-scoped kinds. An implementation may also offer `rbac_version() -> int`, a counter that changes
     after every Role/ClusterRole/RoleBinding/ClusterRoleBinding write becomes visible to `rbac_objects`;
-    the Authorizer then caches resolved rules per (user, namespace) until it changes.
+    the Authorizer then caches resolved rules per (user, namespace) until it changes. Better still,
+    `rbac_versions(namespace) -> (cluster, namespace)`: one counter for ClusterRole/ClusterRoleBinding
+    writes and one per namespace for its Role/RoleBinding writes; then a write in one namespace leaves
+    the cached resolutions of every other namespace valid.
     """
 
     def rbac_objects(self, kind: RbacKind, namespace: str | None = None) -> Iterable[Mapping[str, Any]]: ...
@@ -451,21 +454,36 @@ def _role_ref(binding: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 class _RoleLookup:
-    """Roles by name, listed from the store only when first needed; lives for one store version at most."""
+    """Roles by name, listed from the store only when first needed, with their parsed rules.
 
-    def __init__(self, objects: RbacObjects) -> None:
+    Lives for one cluster-scoped version at most. A namespace's Roles are kept with the version token
+    (`namespace_token(namespace)`) they were listed at and listed again when it changed; without a
+    token function the lookup lives for one store version at most and never relists.
+    """
+
+    def __init__(
+        self, objects: RbacObjects, *, namespace_token: Callable[[str], object] | None = None
+    ) -> None:
         self._objects = objects
+        self._namespace_token = namespace_token
         self._cluster_roles: dict[str, Mapping[str, Any]] | None = None
-        self._roles: dict[str, dict[str, Mapping[str, Any]]] = {}
-        self._parsed: dict[tuple[str, str, str], tuple[_Rule, ...] | None] = {}
+        self._roles: dict[str, tuple[object, dict[str, Mapping[str, Any]]]] = {}
+        self._parsed: dict[tuple[str, str, str], tuple[object, tuple[_Rule, ...] | None]] = {}
 
     def rules(self, kind: str, name: str, namespace: str) -> tuple[_Rule, ...] | None:
         """The parsed rules of a role, or None if it does not exist."""
         key = (kind, namespace, name)
-        if key not in self._parsed:
+        token = self._token(kind, namespace)
+        hit = self._parsed.get(key)
+        if hit is None or hit[0] != token:
             role = self.get(kind, name, namespace)
-            self._parsed[key] = None if role is None else _parse_rules(role)
-        return self._parsed[key]
+            hit = self._parsed[key] = (token, None if role is None else _parse_rules(role))
+        return hit[1]
+
+    def _token(self, kind: str, namespace: str) -> object:
+        if kind == "ClusterRole" or not namespace or self._namespace_token is None:
+            return None
+        return self._namespace_token(namespace)
 
     def get(self, kind: str, name: str, namespace: str) -> Mapping[str, Any] | None:
         if kind == "ClusterRole":
@@ -474,10 +492,11 @@ class _RoleLookup:
             return self._cluster_roles.get(name)
         if not namespace:
             return None
-        roles = self._roles.get(namespace)
-        if roles is None:
-            roles = self._roles[namespace] = _by_name(self._objects.rbac_objects("Role", namespace))
-        return roles.get(name)
+        token = self._token(kind, namespace)
+        entry = self._roles.get(namespace)
+        if entry is None or entry[0] != token:
+            entry = self._roles[namespace] = (token, _by_name(self._objects.rbac_objects("Role", namespace)))
+        return entry[1].get(name)
 
 
 def _by_name(objs: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -505,9 +524,16 @@ class Authorizer:
 
     def __init__(self, objects: RbacObjects) -> None:
         self._objects = objects
+        versions = getattr(objects, "rbac_versions", None)
         version = getattr(objects, "rbac_version", None)
-        self._version: Callable[[], int] | None = version if callable(version) else None
-        self._cache: tuple[int, dict[tuple[UserInfo, str], _Resolution]] = (-1, {})
+        self._versions: Callable[[str], tuple[int, int]] | None = None
+        if callable(versions):
+            self._versions = versions
+        elif callable(version):
+            # One counter for everything: the "cluster" part of the token changes on every write.
+            self._versions = lambda namespace: (version(), 0)
+        # (user, namespace) -> (the versions it was resolved at, the resolution)
+        self._cache: dict[tuple[UserInfo, str], tuple[tuple[int, int], _Resolution]] = {}
         self._lookup: tuple[int, _RoleLookup] = (-1, _RoleLookup(objects))
 
     # -- request authorization --
@@ -732,26 +758,28 @@ class Authorizer:
     # -- resolution and its cache --
 
     def _resolution(self, user: UserInfo, namespace: str) -> _Resolution:
-        if self._version is None:
+        versions = self._versions
+        if versions is None:
             return self._resolve(user, namespace, _RoleLookup(self._objects))
-        before = self._version()
-        cache = self._cache
-        if cache[0] != before:
-            cache = self._cache = (before, {})
+        before = versions(namespace)
         key = (user, namespace)
-        hit = cache[1].get(key)
-        if hit is not None:
-            return hit
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == before:
+            return hit[1]
         lookup = self._lookup
-        if lookup[0] != before:
-            lookup = self._lookup = (before, _RoleLookup(self._objects))
+        if lookup[0] != before[0]:
+            by_namespace = versions
+            lookup = self._lookup = (
+                before[0],
+                _RoleLookup(self._objects, namespace_token=lambda ns: by_namespace(ns)[1]),
+            )
         resolution = self._resolve(user, namespace, lookup[1])
-        # Cache only what was computed against one unchanged version: a write racing with this
+        # Cache only what was computed against unchanged versions: a write racing with this
         # resolution must not leave a stale entry behind.
-        if self._version() == before:
-            if len(cache[1]) >= _CACHE_LIMIT:
-                cache[1].clear()
-            cache[1][key] = resolution
+        if versions(namespace) == before:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = (before, resolution)
         return resolution
 
     def _resolve(self, user: UserInfo, namespace: str, roles: _RoleLookup) -> _Resolution:

@@ -13,7 +13,6 @@ It never tracks ownership of intermediate maps separately, and never versions fi
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -180,7 +179,7 @@ def apply(
     managed = list((current or {}).get("metadata", {}).get("managedFields") or [])
     applied = object_paths(config, strategy, status=status)
     me = (manager, "Apply", "status" if status else "")
-    result: dict[str, Any] = copy.deepcopy(current) if current is not None else {}
+    result: dict[str, Any] = _patches.clone(current) if current is not None else {}
     if current is not None:
         conflicts: list[tuple[str, Path]] = []
         for entry in managed:

@@ -11,6 +11,23 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON document: what `copy.deepcopy` gives, several times faster.
+
+    No memo: a JSON tree has no shared mutable parts that must stay shared. Other types go to deepcopy.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: clone(item) for key, item in value.items()}
+    if kind is list:
+        return [clone(item) for item in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
 
 class PatchError(ValueError):
     def __init__(self, code: int, message: str) -> None:
@@ -24,7 +41,7 @@ class PatchError(ValueError):
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
+        return clone(patch)
     result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:
@@ -116,7 +133,7 @@ def json_patch(target: Any, operations: Any) -> Any:
     """Apply an RFC 6902 patch; a failed `test` or a missing path raises PatchError(422)."""
     if not isinstance(operations, list):
         raise PatchError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
-    doc = copy.deepcopy(target)
+    doc = clone(target)
     for raw in operations:
         if not isinstance(raw, Mapping) or "op" not in raw or "path" not in raw:
             raise PatchError(400, "invalid JSON patch operation: an op and a path are required")
@@ -125,7 +142,7 @@ def json_patch(target: Any, operations: Any) -> Any:
         if op in ("add", "replace", "test") and "value" not in raw:
             raise PatchError(400, f"invalid JSON patch operation {op}: missing value")
         if op == "add":
-            doc = _add(doc, parts, copy.deepcopy(raw["value"]), op)
+            doc = _add(doc, parts, clone(raw["value"]), op)
         elif op == "remove":
             if not parts:
                 raise PatchError(422, "remove operation does not apply: cannot remove the root")
@@ -135,16 +152,16 @@ def json_patch(target: Any, operations: Any) -> Any:
                 _get(doc, parts, op)
                 parent = _parent(doc, parts, op)
                 if isinstance(parent, dict):
-                    parent[parts[-1]] = copy.deepcopy(raw["value"])
+                    parent[parts[-1]] = clone(raw["value"])
                 else:
-                    parent[_index(parent, parts[-1], for_add=False)] = copy.deepcopy(raw["value"])
+                    parent[_index(parent, parts[-1], for_add=False)] = clone(raw["value"])
             else:
-                doc = copy.deepcopy(raw["value"])
+                doc = clone(raw["value"])
         elif op in ("move", "copy"):
             if "from" not in raw:
                 raise PatchError(400, f"invalid JSON patch operation {op}: missing from")
             source = _pointer(str(raw["from"]))
-            value = _remove(doc, source, op) if op == "move" else copy.deepcopy(_get(doc, source, op))
+            value = _remove(doc, source, op) if op == "move" else clone(_get(doc, source, op))
             doc = _add(doc, parts, value, op)
         elif op == "test":
             try:
@@ -200,9 +217,9 @@ DEFAULT: Strategy = {"metadata": METADATA}
 def strategic_merge_patch(target: Any, patch: Any, strategy: Strategy) -> Any:
     """Apply a strategic merge patch: keyed lists merge item by item; `$patch: delete|replace` honoured."""
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
     result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
@@ -237,13 +254,13 @@ def strategic_merge_patch(target: Any, patch: Any, strategy: Strategy) -> Any:
             else:
                 result[key] = merged_value
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
     return result
 
 
 def _merge_keyed(current: list[Any], patch: list[Any], key: str, child: Strategy) -> list[Any]:
     if any(isinstance(p, Mapping) and p.get("$patch") == "replace" for p in patch):
-        return [copy.deepcopy(p) for p in patch if not (isinstance(p, Mapping) and "$patch" in p)]
+        return [clone(p) for p in patch if not (isinstance(p, Mapping) and "$patch" in p)]
     out = list(current)
     for item in patch:
         if not isinstance(item, Mapping) or key not in item:
@@ -261,7 +278,7 @@ def _merge_keyed(current: list[Any], patch: list[Any], key: str, child: Strategy
                 out.pop(position)
             continue
         if position is None:
-            out.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+            out.append({k: clone(v) for k, v in item.items() if k != "$patch"})
         else:
             out[position] = strategic_merge_patch(out[position], item, child)
     return out

@@ -9,12 +9,11 @@ as atomic.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from toolhive.testing import _cel, _validation
+from toolhive.testing import _cel, _patches, _validation
 
 Schema = Mapping[str, Any]
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
@@ -71,7 +70,7 @@ def apply_defaults(value: Any, schema: Schema) -> Any:
         props = schema.get("properties") or {}
         for key, child_schema in props.items():
             if key not in value and "default" in child_schema:
-                value[key] = copy.deepcopy(child_schema["default"])
+                value[key] = _patches.clone(child_schema["default"])
             if key in value:
                 value[key] = apply_defaults(value[key], child_schema)
         additional = schema.get("additionalProperties")

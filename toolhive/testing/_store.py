@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import dataclasses
 import datetime
 import functools
@@ -222,6 +221,9 @@ class Store:
         self._draining = False
         self._ip = 10
         self._rbac_version = 0
+        self._rbac_cluster_version = 0
+        self._rbac_namespace_versions: dict[str, int] = {}
+        self._strategies: dict[tuple[str, str, str], tuple[Mapping[str, Any], _patches.Strategy]] = {}
         for rt in _resources.BUILTINS:
             self.register(rt)
 
@@ -380,9 +382,16 @@ class Store:
                 watcher.queue.put_nowait(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
                 watcher.queue.put_nowait(None)
                 return watcher
-            for event in coll.history:
-                if event.rv > since and (namespace is None or event.namespace == namespace):
-                    watcher.offer(event)
+            # The history is in resourceVersion order: walk back to `since` only (a resumed watch
+            # is usually recent; scanning the whole history per watch cost O(history) each).
+            newer: list[Event] = []
+            for event in reversed(coll.history):
+                if event.rv <= since:
+                    break
+                if namespace is None or event.namespace == namespace:
+                    newer.append(event)
+            for event in reversed(newer):
+                watcher.offer(event)
         coll.watchers.setdefault(namespace, set()).add(watcher)
         return watcher
 
@@ -407,14 +416,32 @@ class Store:
         """Changes after every RBAC object write (lets the authorizer cache resolved rules)."""
         return self._rbac_version
 
+    def rbac_versions(self, namespace: str) -> tuple[int, int]:
+        """`_authz.RbacObjects.rbac_versions`: (ClusterRole/ClusterRoleBinding writes, the namespace's
+        Role/RoleBinding writes); the authorizer's cached rules for a namespace stay valid until one moves."""
+        return self._rbac_cluster_version, self._rbac_namespace_versions.get(namespace, 0)
+
     def _emit(self, coll: Collection, kind: str, obj: Obj, old: Obj | None) -> None:
+        namespace = obj["metadata"].get("namespace", "") if coll.namespaced else ""
         if coll.key[0] == "rbac.authorization.k8s.io":
             self._rbac_version += 1
-        namespace = obj["metadata"].get("namespace", "") if coll.namespaced else ""
+            if coll.namespaced:
+                self._rbac_namespace_versions[namespace] = self._rbac_namespace_versions.get(namespace, 0) + 1
+            else:
+                self._rbac_cluster_version += 1
         event = Event(int(obj["metadata"]["resourceVersion"]), kind, obj, old, namespace)
-        if len(coll.history) == coll.history.maxlen:
-            coll.compacted = coll.history[0].rv
-        coll.history.append(event)
+        history = coll.history
+        if history and len(history) == history.maxlen:
+            coll.compacted = history.popleft().rv
+        # Kept in resourceVersion order (watch resumption walks it back from the end). Only a store used
+        # without an event loop runs controllers inside a write, so a later version can be emitted first.
+        position = len(history)
+        while position and history[position - 1].rv > event.rv:
+            position -= 1
+        if history.maxlen != 0:
+            history.insert(position, event)
+        else:
+            coll.compacted = event.rv
         for bucket_key in (namespace, None) if coll.namespaced else (None,):
             for watcher in coll.watchers.get(bucket_key, ()):
                 watcher.offer(event)
@@ -505,7 +532,14 @@ class Store:
     def _strategy(self, rt: _resources.ResourceType) -> _patches.Strategy:
         if rt.strategy is not None:
             return rt.strategy
-        return _schema_strategy(rt.schema or {})
+        # Derived once per schema: a CRD update registers new types with new schema objects, which
+        # the identity check notices.
+        schema = rt.schema or {}
+        key = (rt.group, rt.version, rt.plural)
+        cached = self._strategies.get(key)
+        if cached is None or cached[0] is not schema:
+            cached = self._strategies[key] = (schema, _schema_strategy(schema))
+        return cached[1]
 
     def _admit_schema(
         self, rt: _resources.ResourceType, obj: Obj, old: Obj | None, *, strict: bool
@@ -573,7 +607,7 @@ class Store:
             if status_write:
                 assert old is not None
                 status = new.get("status")
-                new = copy.deepcopy(old)
+                new = _patches.clone(old)
                 if status is None:
                     new.pop("status", None)
                 else:
@@ -581,7 +615,7 @@ class Store:
                 meta = new["metadata"]
             elif old is not None:
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = _patches.clone(old["status"])
                 else:
                     new.pop("status", None)
             else:
@@ -818,7 +852,7 @@ class Store:
             raise bad_request(exc.message) from None
         if not isinstance(result, dict):
             raise bad_request("the patched object is not a JSON object")
-        result = copy.deepcopy(result)
+        result = _patches.clone(result)
         meta = result.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
@@ -863,7 +897,7 @@ class Store:
     ) -> tuple[int, Obj]:
         if not isinstance(config, dict):
             raise bad_request("error decoding YAML: the apply configuration must be an object")
-        config = self._check_body(rt, copy.deepcopy(config), namespace)
+        config = self._check_body(rt, _patches.clone(config), namespace)
         meta = config["metadata"]
         if meta.get("name") not in (None, name):
             raise bad_request(
@@ -1000,7 +1034,7 @@ class Store:
         finalizers = list(meta.get("finalizers") or [])
         if rt.kind == "Namespace":
             if not meta.get("deletionTimestamp"):
-                new = copy.deepcopy(old)
+                new = _patches.clone(old)
                 new["metadata"]["deletionTimestamp"] = now()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 new.setdefault("status", {})["phase"] = "Terminating"
@@ -1020,7 +1054,7 @@ class Store:
             return True, view(self._remove(rt, old), rt)
         if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
             return False, view(old, rt)
-        new = copy.deepcopy(old)
+        new = _patches.clone(old)
         new["metadata"].setdefault("deletionTimestamp", now())
         new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
         new["metadata"]["finalizers"] = finalizers
@@ -1040,7 +1074,7 @@ class Store:
         current = self.lookup(rt, "", name)
         if current is None:
             raise not_found(rt, name)
-        new = copy.deepcopy(current)
+        new = _patches.clone(current)
         if finalizers:
             new.setdefault("spec", {})["finalizers"] = finalizers
         else:
@@ -1221,7 +1255,7 @@ class Store:
             if dep is None:
                 continue
             dep_rt, dep_obj = dep
-            new = copy.deepcopy(dep_obj)
+            new = _patches.clone(dep_obj)
             refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
             if refs:
                 new["metadata"]["ownerReferences"] = refs
@@ -1234,7 +1268,7 @@ class Store:
         current = self.lookup(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
         if current is None or finalizer not in (current["metadata"].get("finalizers") or []):
             return
-        new = copy.deepcopy(current)
+        new = _patches.clone(current)
         remaining = [f for f in new["metadata"]["finalizers"] if f != finalizer]
         if remaining:
             new["metadata"]["finalizers"] = remaining
@@ -1264,7 +1298,7 @@ class Store:
         ns = self.lookup(ns_rt, "", name)
         if ns is None:
             return
-        new = copy.deepcopy(ns)
+        new: Obj = _patches.clone(ns)
         conditions = _namespace_conditions(remaining, finalizers)
         new.setdefault("status", {})["conditions"] = conditions
         if not remaining:
@@ -1344,7 +1378,7 @@ class Store:
         } or not old_status.get("conditions"):
             if old_status.get("conditions"):
                 status["conditions"] = old_status["conditions"]
-            new = copy.deepcopy(current)
+            new = _patches.clone(current)
             new["status"] = status
             self._store_system(crd_rt, new, current)
 
@@ -1404,7 +1438,7 @@ class Store:
         existing = self.lookup(rt, namespace, body["metadata"]["name"])
         if existing is not None:
             return existing
-        return self.create(rt, namespace, copy.deepcopy(body), manager=manager)
+        return self.create(rt, namespace, _patches.clone(body), manager=manager)
 
 
 def _sort_key(obj: Mapping[str, Any]) -> tuple[str, str]:
