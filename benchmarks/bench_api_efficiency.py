@@ -4,6 +4,8 @@
 ServiceAccount, between a reset and the moment every process has been quiet for a second. The workload
 simulator (its own user, not counted) plays the Deployment controller, so a create goes all the way to
 `Ready`. The operator resyncs every `--resync` seconds here, so the no-op resync row covers real passes.
+The resync spreads its namespaces over the period (one turn every period / namespaces), so "quiet" means
+no request for a quarter of the period.
 """
 
 from __future__ import annotations
@@ -75,25 +77,25 @@ async def measure(*, resync: float) -> list[Row]:
 
                 await h.wait_until(ready, timeout=30, what="Ready")
 
-            rows.append(Row("MCPServer create (to Ready)", await counted(bench, create, quiet=resync / 2)))
+            rows.append(Row("MCPServer create (to Ready)", await counted(bench, create, quiet=resync / 4)))
 
             async def update() -> None:
                 patch = {"spec": {"args": ["--verbose"]}}
                 await api.patch(resources.MCPSERVERS, "fetch", patch, namespace="eff")
 
-            rows.append(Row("spec update", await counted(bench, update, quiet=resync / 2)))
+            rows.append(Row("spec update", await counted(bench, update, quiet=resync / 4)))
 
             async def idle() -> None:
                 await asyncio.sleep(resync * 3 + 0.5)
 
-            rows.append(Row("no-op resync", await counted(bench, idle, quiet=resync / 2), note="3 resyncs"))
+            rows.append(Row("no-op resync", await counted(bench, idle, quiet=resync / 4), note="3 resyncs"))
             await bench.create_namespaces(["joiner"], labelled=False)
 
             async def join() -> None:
                 await api.patch(kube.NAMESPACES, "joiner", {"metadata": {"labels": {h.LABEL: "true"}}})
                 await bench.wait_members(2, timeout=30)
 
-            rows.append(Row("namespace join (empty)", await counted(bench, join, quiet=resync / 2)))
+            rows.append(Row("namespace join (empty)", await counted(bench, join, quiet=resync / 4)))
 
             async def leave() -> None:
                 await api.patch(kube.NAMESPACES, "joiner", {"metadata": {"labels": {h.LABEL: None}}})
@@ -104,7 +106,7 @@ async def measure(*, resync: float) -> list[Row]:
 
                 await h.wait_until(gone, timeout=60, what="grant revoked")
 
-            rows.append(Row("namespace leave (empty)", await counted(bench, leave, quiet=resync / 2)))
+            rows.append(Row("namespace leave (empty)", await counted(bench, leave, quiet=resync / 4)))
             await api.create(resources.MCPSERVERS, h.mcpserver("joiner", "fetch"), namespace="joiner")
 
             async def join_with_server() -> None:
@@ -121,7 +123,7 @@ async def measure(*, resync: float) -> list[Row]:
             rows.append(
                 Row(
                     "namespace join (1 MCPServer, to Ready)",
-                    await counted(bench, join_with_server, quiet=resync / 2),
+                    await counted(bench, join_with_server, quiet=resync / 4),
                 )
             )
 
@@ -135,7 +137,7 @@ async def measure(*, resync: float) -> list[Row]:
 
             rows.append(
                 Row(
-                    "namespace leave (1 MCPServer)", await counted(bench, leave_with_server, quiet=resync / 2)
+                    "namespace leave (1 MCPServer)", await counted(bench, leave_with_server, quiet=resync / 4)
                 )
             )
         finally:

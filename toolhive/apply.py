@@ -52,6 +52,10 @@ class Applier:
         self.api = api
         self.field_manager = field_manager
         self._applied: cachetools.LRUCache[ObjectKey, Applied] = cachetools.LRUCache(maxsize=cache_size)
+        # (namespace, name) -> (resourceVersion the write was based on, the status written)
+        self._statuses: cachetools.LRUCache[tuple[str, str], tuple[str, Body]] = cachetools.LRUCache(
+            maxsize=cache_size // 8
+        )
         self.writes: Counter[str] = Counter()
 
     # -- desired objects ------------------------------------------------------------------------------
@@ -101,6 +105,8 @@ class Applier:
         """Drop what is remembered about a namespace the operator left."""
         for key in [key for key in self._applied if key[2] == namespace]:
             self._applied.pop(key, None)
+        for server in [server for server in self._statuses if server[0] == namespace]:
+            self._statuses.pop(server, None)
 
     async def delete(self, res: kube.Resource, name: str, *, namespace: str) -> bool:
         """Delete if present; True when a delete was sent and the object existed."""
@@ -120,11 +126,24 @@ class Applier:
 
     # -- the MCPServer itself -------------------------------------------------------------------------
 
+    def observed_status(self, server: Body) -> Body:
+        """The server's status, or the one this applier last wrote if `server` is the copy it was based on.
+
+        Such a copy has not caught up with that write yet (its watch event is on its way): judging from
+        it would write the same status again (with fresh condition timestamps).
+        """
+        meta = server["metadata"]
+        written = self._statuses.get((meta["namespace"], meta["name"]))
+        if written is not None and written[0] == str(meta.get("resourceVersion")):
+            return written[1]
+        return dict(server.get("status") or {})
+
     async def set_status(self, server: Body, status: Body) -> bool:
-        """Write `status` through the subresource when it differs from the observed one."""
-        if (server.get("status") or {}) == status:
+        """Write `status` through the subresource when it differs from the observed one (see above)."""
+        if self.observed_status(server) == status:
             return False
         meta = server["metadata"]
+        key = (meta["namespace"], meta["name"])
         await self.api.patch(
             resources.MCPSERVERS,
             meta["name"],
@@ -133,6 +152,7 @@ class Applier:
             subresource="status",
         )
         self.writes["status"] += 1
+        self._statuses[key] = (str(meta.get("resourceVersion")), status)
         return True
 
     async def set_finalizer(self, server: Body, *, present: bool) -> Body:

@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import cachetools
 from opentelemetry import trace
@@ -175,7 +174,10 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
     server = checked.server
     if server is None or checked.problems:
         invalid = status.Observed(
-            _generation(body), _status(body), checked.problems, unsupported=checked.unsupported
+            _generation(body),
+            ctx.applier.observed_status(body),
+            checked.problems,
+            unsupported=checked.unsupported,
         )
         if await _report(body, ctx=ctx, observed=invalid):
             message = validation.summarize(checked.problems)
@@ -190,7 +192,7 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         if found is None:
             waiting = status.Observed(
                 _generation(body),
-                _status(body),
+                ctx.applier.observed_status(body),
                 unsupported=checked.unsupported,
                 service_account=(account, False),
             )
@@ -210,7 +212,7 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
         desired = builders.build_all(server, config=ctx.build)
     first_pass = not body.get("status")
     changes: list[tuple[str, bool]] = []  # ("Kind/name", created) in apply order
-    applied: dict[str, kube.Body] = {}  # kind -> what the API server answered, for status
+    seen: dict[str, kube.Body] = {}  # kind -> the freshest copy this pass saw (written or read), for status
     for wave in desired.waves():
         # The objects of a wave are independent: one request each, all in flight at once. A failure
         # lets the rest of its wave finish, reports what was changed, and stops before the next wave.
@@ -227,20 +229,20 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
             if change is not None:
                 changes.append((f"{manifest['kind']}/{manifest['metadata']['name']}", change))
             if answer is not None:
-                applied[manifest["kind"]] = answer
+                seen[manifest["kind"]] = answer
         if failed:
             await _record_changes(body, changes, ctx=ctx)
             raise failed[0]
 
     await _adopt_statefulset(body, ctx=ctx)
-    # The Deployment this pass wrote is newer than the cache (whose watch event is still on its way):
+    # A Deployment this pass wrote or read is newer than the cache (whose watch event is on its way):
     # judging status from it makes the first status the settled one, not a second write on that event.
-    deployment = applied.get("Deployment") or ctx.lookup(
+    deployment = seen.get("Deployment") or ctx.lookup(
         resources.DEPLOYMENTS, namespace=namespace, name=names.deployment_name(name)
     )
     observed_status = status.Observed(
         generation=_generation(body),
-        previous=_status(body),
+        previous=ctx.applier.observed_status(body),
         deployment=deployment,
         url=desired.url,
         unsupported=checked.unsupported,
@@ -254,7 +256,7 @@ async def reconcile(body: kube.Body, *, ctx: Context, verify: bool = False) -> t
 async def _apply(
     manifest: kube.Body, *, ctx: Context, first_pass: bool, verify: bool
 ) -> tuple[bool | None, kube.Body | None]:
-    """Ensure one child. Returns (None unchanged | True created | False updated, the object if written)."""
+    """Ensure one child. Returns (None unchanged | True created | False updated, the object as last seen)."""
     kind, name = manifest["kind"], manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
     remembered = ctx.applier.remembers(manifest)
@@ -280,9 +282,7 @@ async def _apply(
     ) as span:
         outcome = await ctx.applier.ensure(manifest, observed=observed, partial=partial)
         span.set_attribute("toolhive.apply.changed", outcome.changed)
-    if not outcome.changed:
-        return None, None
-    return observed is None, outcome.object
+    return (observed is None if outcome.changed else None), outcome.object
 
 
 async def _record_changes(body: kube.Body, changes: list[tuple[str, bool]], *, ctx: Context) -> None:
@@ -312,7 +312,9 @@ async def finalize(body: kube.Body, *, ctx: Context) -> None:
     namespace, name = meta["namespace"], meta["name"]
     with _tracer.start_as_current_span("toolhive.finalize"):
         await _report(
-            body, ctx=ctx, observed=status.Observed(_generation(body), _status(body), terminating=True)
+            body,
+            ctx=ctx,
+            observed=status.Observed(_generation(body), ctx.applier.observed_status(body), terminating=True),
         )
         await ctx.applier.delete(resources.STATEFULSETS, name, namespace=namespace)
         for service in (names.headless_service_name(name), names.backend_service_name(name)):
@@ -383,7 +385,3 @@ async def _adopt_statefulset(body: kube.Body, *, ctx: Context) -> None:
 def _generation(body: kube.Body) -> int | None:
     value = body["metadata"].get("generation")
     return value if isinstance(value, int) else None
-
-
-def _status(body: kube.Body) -> dict[str, Any]:
-    return dict(body.get("status") or {})

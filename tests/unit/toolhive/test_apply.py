@@ -184,6 +184,17 @@ def test_status_is_written_only_when_it_differs(fake: FakeApi) -> None:
     assert fake.calls == ["patch:status"]
 
 
+def test_a_copy_that_has_not_caught_up_with_our_status_write_is_not_written_again(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    server = {"metadata": {"name": "s", "namespace": "n", "resourceVersion": "4"}}
+    assert run(applier.set_status(server, {"phase": "Pending"}))
+    assert not run(applier.set_status(server, {"phase": "Pending"}))  # still the copy at version 4
+    assert run(applier.set_status(server, {"phase": "Ready"}))  # something new to say
+    moved_on = {"metadata": {"name": "s", "namespace": "n", "resourceVersion": "9"}, "status": {}}
+    assert run(applier.set_status(moved_on, {"phase": "Ready"}))  # a newer copy lost it: written
+    assert fake.calls == ["patch:status"] * 3
+
+
 @pytest.mark.parametrize(
     ("desired", "observed", "expected"),
     [
