@@ -61,13 +61,23 @@ class Informer:
         self.handler = handler
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
-        self.synced = asyncio.Event()
+        self._synced: asyncio.Event | None = None  # made when asked for: an Event costs ~800 B
+        self._listed = False
         self._cache: dict[Key, Any] = {}  # kube.Body, or its JSON bytes when compact
         self._version = ""
 
     def __repr__(self) -> str:
         selector = f" {self.label_selector}" if self.label_selector else ""
         return f"Informer({self.res.plural} in {self.namespace or '*'}{selector})"
+
+    @property
+    def synced(self) -> asyncio.Event:
+        """Set once the first list is in the cache."""
+        if self._synced is None:
+            self._synced = asyncio.Event()
+            if self._listed:
+                self._synced.set()
+        return self._synced
 
     # -- cache reads ----------------------------------------------------------------------------------
 
@@ -126,7 +136,9 @@ class Informer:
             elif _version_of(_decode(previous)) != _version_of(item):
                 self.handler("MODIFIED", item)
         self._version = version
-        self.synced.set()
+        self._listed = True
+        if self._synced is not None:
+            self._synced.set()
 
     async def _watch_once(self) -> None:
         async for event in self.api.watch(

@@ -1,8 +1,9 @@
 """A small asyncio Kubernetes client on plain dicts: the only module in either package that speaks HTTP.
 
 Configuration and credentials come from `kubernetes.aio.config` (kubeconfig, in-cluster, exec plugins,
-token refresh); requests go through one aiohttp session with an unbounded connector, because each watch
-holds a connection and a process may hold thousands. Every call is a child span (`k8s.api`) of whatever
+token refresh); requests go through one aiohttp session with a bounded pool, watches each through a bare
+connection of their own (`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp
+responses, a few KiB this way). Every call is a child span (`k8s.api`) of whatever
 span is current, retries transient failures with bounded jittered backoff (429 honours Retry-After), and
 logs a retried failure once, not on every attempt. Callers: `discovery` (grants, status, watches) and the
 `toolhive` operator (apply layer, multiplexer). Nothing here knows any resource beyond `Resource` values.
@@ -37,6 +38,8 @@ CONTENT_TYPES: Final[Mapping[PatchType, str]] = {
     "apply": "application/apply-patch+yaml",
 }
 TRANSIENT: Final = frozenset({429, 500, 502, 503, 504})
+POOL_SIZE: Final = 64
+"""Concurrent requests (not watches) per process; more wait for a free connection."""
 _VERBS: Final = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete", "PATCH": "patch"}
 _List = list  # `Api.list` shadows the builtin inside the class body
 
@@ -140,9 +143,10 @@ class Api:
         self._auth = auth
         self.retry = retry
         self.on_response = on_response
-        # limit=0: watches hold one connection each; a per-host cap would starve requests behind them.
+        # Watches do not use this pool, so it can be bounded: a burst (thousands of informers listing at
+        # a cold start) queues for connections instead of opening, and then keeping alive, one each.
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl),
+            connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=self._ssl),
             json_serialize=json.dumps,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
@@ -327,28 +331,21 @@ class Api:
             resourceVersion=resource_version,
             timeoutSeconds=timeout_seconds,
         )
-        url = self.host + res.path(namespace=namespace) + query
         headers = await self._headers(None)
-        async with self._session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as resp:
-            if resp.status == 410:
+        stream = await _WatchStream.open(
+            self.host, res.path(namespace=namespace) + query, headers=headers, ssl_context=self._ssl
+        )
+        try:
+            if stream.status == 410:
                 raise WatchExpired(res.plural)
-            if resp.status >= 400:
-                raise await _error(resp)
-            # Thousands of watches sit suspended here: between events nothing may stay referenced from
-            # this frame (the last chunk, its lines, the last decoded object), or every idle watch pins
-            # a whole decoded object. Each event is decoded as it is yielded and referenced only by the
-            # consumer; what waits here is raw bytes of the lines not yet consumed.
-            partial = b""
-            while chunk := await resp.content.readany():
-                lines = (partial + chunk).split(b"\n")
-                chunk = b""
-                partial = lines.pop()
-                lines.reverse()
-                while lines:
-                    if lines[-1].strip():
-                        yield _watch_event(lines.pop(), res)
-                    else:
-                        lines.pop()
+            if stream.status >= 400:
+                raise stream.error()
+            # Thousands of watches wait here; between events nothing is referenced from this frame but
+            # raw lines not yet consumed (never the last decoded object, which belongs to the consumer).
+            while (line := await stream.next_line()) is not None:
+                yield _watch_event(line, res)
+        finally:
+            stream.close()
 
     async def ping(self) -> bool:
         """True when the API server answers `/version` (readiness: a live, authenticated connection)."""
@@ -447,6 +444,231 @@ class Api:
         level = logging.DEBUG if key in self._warned else logging.WARNING
         self._warned.add(key)  # bounded: verbs x resources x status codes
         log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
+
+
+class _WatchStream(asyncio.Protocol):
+    """One watch request on its own connection, read as newline-separated JSON (HTTP/1.1, chunked).
+
+    Watches are long-lived and numerous (4 per served namespace), so each is a bare asyncio protocol:
+    a transport, this object and the bytes not consumed yet, instead of a pooled client connection with
+    its response object, parsed headers, stream readers and timers (~22 KiB each, measured). Requests
+    with ordinary answers still go through the aiohttp session. Reading pauses while more than
+    `HIGH_WATER` bytes wait for a slow consumer.
+    """
+
+    HIGH_WATER: Final = 1 << 20
+    _WATCH_HEADERS: Final = frozenset({"transfer-encoding", "content-length", "retry-after"})
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._buffer = bytearray()  # raw bytes not parsed yet
+        self._lines: _List[bytes] = []  # complete body lines, not consumed yet (a deque costs 600 B more)
+        self._partial = b""  # body bytes after the last newline
+        self._chunk = -1  # bytes left in the current chunk (+2 for its CRLF); -1: a size line is next
+        self._chunked = False
+        self._length: int | None = None  # Content-Length of a non-chunked answer
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+
+    @classmethod
+    async def open(
+        cls, host: str, target: str, *, headers: Mapping[str, str], ssl_context: ssl.SSLContext | bool
+    ) -> _WatchStream:
+        split = urlsplit(host)
+        secure = split.scheme == "https"
+        port = split.port or (443 if secure else 80)
+        hostname = split.hostname or ""
+        loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if secure:
+            tls = ssl_context if isinstance(ssl_context, ssl.SSLContext) else ssl.create_default_context()
+        try:
+            transport, stream = await asyncio.wait_for(
+                loop.create_connection(
+                    cls, hostname, port, ssl=tls, server_hostname=hostname if tls else None
+                ),
+                timeout=10,
+            )
+        except OSError as error:
+            raise ApiError(503, {"reason": "ConnectionError", "message": repr(error)}) from error
+        authority = split.netloc.rsplit("@", 1)[-1]
+        lines = [f"GET {split.path.rstrip('/')}{target} HTTP/1.1", f"Host: {authority}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            await stream._wait(line=False)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    # -- the consumer side ----------------------------------------------------------------------------
+
+    async def next_line(self) -> bytes | None:
+        """The next non-empty line of the body; None at its end."""
+        while True:
+            while self._lines:
+                line = self._lines.pop(0)
+                if self._paused and len(self._lines) < 64:
+                    self._paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+                if line.strip():
+                    return line
+            if self._eof:
+                return None
+            await self._wait(line=True)
+
+    def error(self) -> ApiError:
+        """The ApiError of a non-2xx answer (its body read to the end first, by `next_line`)."""
+        body_text = b"\n".join(self._lines) + self._partial
+        try:
+            body = json.loads(body_text) if body_text.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = {"message": body_text[:500].decode(errors="replace")}
+        if not isinstance(body, dict):
+            body = {"message": str(body)[:500]}
+        retry_after: float | None = None
+        if "retry-after" in self.headers:
+            try:
+                retry_after = float(self.headers["retry-after"])
+            except ValueError:
+                retry_after = None
+        return ApiError(self.status, body, retry_after=retry_after)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def _wait(self, *, line: bool) -> None:
+        """Until the answer's status is known (for an error answer: its whole body), and with `line`
+        until a line or the end of the body is there. Raises what broke the connection."""
+        while not self._eof and (self.status == 0 or self.status >= 400 or (line and not self._lines)):
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._error is not None:
+            raise self._error
+        if self.status == 0:
+            raise ApiError(503, {"reason": "ConnectionError", "message": "connection closed"})
+
+    # -- the protocol side ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            self._parse()
+        except ValueError as error:
+            self._fail(ApiError(502, {"reason": "BadResponse", "message": str(error)}))
+            return
+        if len(self._lines) > 64 and sum(map(len, self._lines)) > self.HIGH_WATER and self._transport:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and not self._eof:
+            self._fail(ApiError(503, {"reason": "ConnectionError", "message": repr(exc)}))
+        self._finish()
+        self._transport = None
+
+    def _parse(self) -> None:
+        buffer = self._buffer
+        if self.status == 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > 65536:
+                    raise ValueError("response headers too long")
+                return
+            head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+            del buffer[: end + 4]
+            parts = head[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+                raise ValueError(f"not an HTTP/1.x answer: {head[0][:80]!r}")
+            for field in head[1:]:
+                name, _, value = field.partition(":")
+                name = name.strip().lower()
+                if name in self._WATCH_HEADERS:
+                    self.headers[name] = value.strip()
+            self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+            if not self._chunked and "content-length" in self.headers:
+                self._length = int(self.headers["content-length"])
+            self.status = int(parts[1])
+        if not self._chunked:
+            data = bytes(buffer)
+            buffer.clear()
+            if self._length is not None:
+                data = data[: self._length]
+                self._length -= len(data)
+                if self._length == 0:
+                    self._body(data)
+                    self._finish()
+                    return
+            self._body(data)
+            return
+        while buffer and not self._eof:
+            if self._chunk < 0:
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
+                del buffer[: end + 2]
+                if size == 0:
+                    self._finish()  # trailers, if any, are not needed
+                    return
+                self._chunk = size + 2
+            take = min(self._chunk - 2, len(buffer)) if self._chunk > 2 else 0
+            if take:
+                self._body(bytes(buffer[:take]))
+                del buffer[:take]
+                self._chunk -= take
+            if self._chunk <= 2:
+                if len(buffer) < self._chunk:
+                    return
+                del buffer[: self._chunk]  # the CRLF after the chunk's data
+                self._chunk = -1
+
+    def _body(self, data: bytes) -> None:
+        if not data:
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        self._lines.extend(lines)
+
+    def _finish(self) -> None:
+        if not self._eof:
+            self._eof = True
+            if self._partial.strip() and self.status < 400:
+                self._lines.append(self._partial)
+                self._partial = b""
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._eof = True
+        self.close()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 def _watch_event(line: bytes, res: Resource) -> WatchEvent:

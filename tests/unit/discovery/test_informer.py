@@ -129,55 +129,62 @@ def test_watch_events_and_a_relist_after_expiry_keep_the_cache_and_the_handler_i
     run(scenario)
 
 
-class _Content:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-        self.more = asyncio.Event()
+class OneShotServer:
+    """A one-shot HTTP server: reads a request, writes `answer` in `pieces` writes, then keeps the
+    connection open until `done` is set (a watch that idles) and closes it."""
 
-    async def readany(self) -> bytes:
-        if self.chunks:
-            return self.chunks.pop(0)
-        await self.more.wait()
-        return b""
+    def __init__(self, answer: bytes, *, pieces: int = 1) -> None:
+        self.answer = answer
+        self.pieces = pieces
+        self.done = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.server: asyncio.Server | None = None
 
-
-class _Response:
-    status = 200
-
-    def __init__(self, content: _Content) -> None:
-        self.content = content
-
-    async def __aenter__(self) -> _Response:
-        return self
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        self.done.set()
+        assert self.server is not None
+        self.server.close()
+        await asyncio.wait_for(self.closed.wait(), 5)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            step = max(1, len(self.answer) // self.pieces)
+            for start in range(0, len(self.answer), step):
+                writer.write(self.answer[start : start + step])
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            await self.done.wait()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            self.closed.set()
 
 
-class _Session:
-    def __init__(self, content: _Content) -> None:
-        self.content = content
+def chunked(*parts: bytes) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + body
 
-    def get(self, url: str, **_: Any) -> _Response:
-        return _Response(self.content)
+
+async def no_auth() -> None:
+    return None
 
 
 def test_a_waiting_watch_holds_no_reference_to_the_objects_it_already_delivered() -> None:
     async def scenario() -> None:
-        async def no_auth() -> None:
-            return None
-
-        api = kube.Api(host="http://127.0.0.1:1", ssl_context=None, auth=no_auth)
-        real_session = api._session
-        # Two events split across chunks (one line arrives in two pieces), then the stream idles.
-        content = _Content(
-            [
-                b'{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"1"},"spec":{}}}\n{"type":"MOD',
-                b'IFIED","object":{"metadata":{"name":"a","resourceVersion":"2"},"spec":{}}}\n\n',
-            ]
+        # Two events across chunks (one line split in two), an empty line, then the stream idles.
+        answer = chunked(
+            b'{"type":"ADDED","object":{"metadata":{"name":"a","resourceVersion":"1"},"spec":{}}}\n{"type":"MOD',
+            b'IFIED","object":{"metadata":{"name":"a","resourceVersion":"2"},"spec":{}}}\n\n',
         )
-        api._session = _Session(content)  # type: ignore[assignment]
-        try:
+        server = OneShotServer(answer, pieces=7)
+        async with server as host:
+            api = kube.Api(host=host, ssl_context=None, auth=no_auth)
             stream = api.watch(PODS, namespace="ns")
             first = await stream.__anext__()
             assert (first.type, first.object["metadata"]["resourceVersion"]) == ("ADDED", "1")
@@ -186,13 +193,62 @@ def test_a_waiting_watch_holds_no_reference_to_the_objects_it_already_delivered(
             body = second.object
             del first, second
             waiting = asyncio.create_task(stream.__anext__())
-            await asyncio.sleep(0)  # the stream now waits for more data
+            await asyncio.sleep(0.05)  # the stream now waits for more data
             assert not waiting.done()
             assert sys.getrefcount(body) == 2, "the suspended watch still references the delivered object"
-            content.more.set()
+            server.done.set()  # the server ends the stream
             with pytest.raises(StopAsyncIteration):
                 await waiting
+            await api.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"HTTP/1.1 410 Gone\r\nContent-Length: 2\r\n\r\n{}", kube.WatchExpired),
+        (
+            b'HTTP/1.1 403 Forbidden\r\nContent-Length: 37\r\n\r\n{"reason":"Forbidden","message":"no"}',
+            kube.ApiError,
+        ),
+        (chunked(b'{"type":"ERROR","object":{"kind":"Status","code":410}}\n'), kube.WatchExpired),
+        (
+            chunked(b'{"type":"ERROR","object":{"kind":"Status","code":500,"reason":"InternalError"}}\n'),
+            kube.ApiError,
+        ),
+    ],
+    ids=["410 answer", "403 answer with a Status", "410 in the stream", "500 in the stream"],
+)
+def test_watch_failures_become_watch_expired_or_api_errors(answer: bytes, expected: type[Exception]) -> None:
+    async def scenario() -> None:
+        server = OneShotServer(answer)
+        server.done.set()
+        async with server as host:
+            api = kube.Api(host=host, ssl_context=None, auth=no_auth)
+            with pytest.raises(expected) as caught:
+                async for _ in api.watch(PODS, namespace="ns"):
+                    pass
+            if isinstance(caught.value, kube.ApiError) and caught.value.status == 403:
+                assert (caught.value.reason, caught.value.message) == ("Forbidden", "no")
+            await api.close()
+
+    run(scenario)
+
+
+def test_a_refused_connection_is_a_retryable_api_error() -> None:
+    async def scenario() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        api = kube.Api(host=f"http://127.0.0.1:{port}", ssl_context=None, auth=no_auth)
+        try:
+            with pytest.raises(kube.ApiError) as caught:
+                async for _ in api.watch(PODS):
+                    pass
+            assert caught.value.status == 503
         finally:
-            await real_session.close()
+            await api.close()
 
     run(scenario)
