@@ -75,6 +75,9 @@ class Applier:
         key = _key(manifest)
         digest = _digest(manifest)
         record = self._applied.get(key)
+        if record is not None and record.digest != digest:
+            # We applied an older manifest (the spec changed since): reading first cannot spare the write.
+            observed = None
         if observed is UNKNOWN:
             if record is not None and record.digest == digest:
                 return Outcome(False, None)

@@ -110,11 +110,13 @@ def test_drift_in_an_observed_object_is_repaired(fake: FakeApi) -> None:
     assert run(applier.ensure(configmap(), observed=edited)).changed
 
 
-def test_a_changed_manifest_is_applied(fake: FakeApi) -> None:
+def test_a_changed_manifest_is_applied_without_reading_first(fake: FakeApi) -> None:
     applier = apply.Applier(fake)  # type: ignore[arg-type]
     run(applier.ensure(configmap("a")))
+    fake.calls.clear()
     assert run(applier.ensure(configmap("b"))).changed
     assert applier.writes["apply"] == 2
+    assert fake.calls == ["apply"]
 
 
 def deployment(**meta: Any) -> Body:
