@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Final
 
+from toolhive import constants
 from toolhive.api import models
 from toolhive.builders import deployment, inputs, rbac, runconfig, service, serviceaccount, status
 
@@ -64,12 +65,14 @@ def build_all(server: inputs.Server | models.MCPServer, *, config: inputs.BuildC
     mcp_account = serviceaccount.build_mcp_serviceaccount(server, config=config)
     if mcp_account is not None:
         manifests.append(mcp_account)
+    configmap = runconfig.build_runconfig_configmap(server, config=config)
+    checksum = configmap["metadata"]["annotations"][constants.ANNOTATION_CONTENT_CHECKSUM]
     manifests += [
         rbac.build_proxy_runner_role(server, config=config),
         rbac.build_proxy_runner_rolebinding(server, config=config),
-        runconfig.build_runconfig_configmap(server, config=config),
+        configmap,
         service.build_proxy_service(server, config=config),
-        deployment.build_proxy_deployment(server, config=config),
+        deployment.build_proxy_deployment(server, config=config, runconfig_checksum=checksum),
     ]
     # Stable sort: the two ServiceAccounts keep proxy-runner first.
     manifests.sort(key=lambda manifest: KIND_RANK.index(manifest["kind"]))

@@ -144,13 +144,21 @@ def _security_contexts(config: inputs.BuildConfig) -> tuple[dict[str, Any], dict
     return meta.sorted_map(pod), meta.sorted_map(container)
 
 
-def build_proxy_deployment(server: inputs.Server, *, config: inputs.BuildConfig) -> inputs.Manifest:
-    """Deployment `<name>` running the proxy runner for `server`."""
+def build_proxy_deployment(
+    server: inputs.Server, *, config: inputs.BuildConfig, runconfig_checksum: str | None = None
+) -> inputs.Manifest:
+    """Deployment `<name>` running the proxy runner for `server`.
+
+    `runconfig_checksum`: the RunConfig ConfigMap's checksum when the caller built it already (rendering
+    `runconfig.json` is the costliest step of a build); computed here otherwise.
+    """
+    if runconfig_checksum is None:
+        runconfig_checksum = runconfig.runconfig_checksum(server, config=config)
     overrides = _proxy_overrides(server.spec)
     template_overrides = overrides.pod_template_metadata_overrides or models.ResourceMetadataOverrides()
     template_annotations = meta.merged(
         {
-            constants.ANNOTATION_RUNCONFIG_CHECKSUM: runconfig.runconfig_checksum(server, config=config),
+            constants.ANNOTATION_RUNCONFIG_CHECKSUM: runconfig_checksum,
             constants.ANNOTATION_GENERATION: str(server.generation),
         },
         template_overrides.annotations,

@@ -7,7 +7,7 @@ import json
 import pytest
 from builders_testkit import MakeServer
 
-from toolhive import builders, names
+from toolhive import builders, constants, names
 from toolhive.api import models
 from toolhive.builders import BuildConfig
 
@@ -56,6 +56,18 @@ def test_waves_cover_every_kind_once_and_put_each_object_after_what_it_needs(
     # A RoleBinding needs its Role (escalation check); the Deployment's pods need everything else.
     assert position["Role"] < position["RoleBinding"] < position["Deployment"]
     assert max(position[k] for k in ("ServiceAccount", "ConfigMap", "Service")) < position["Deployment"]
+
+
+def test_the_deployment_carries_the_checksum_of_the_configmap_built_with_it(
+    make_server: MakeServer, config: BuildConfig
+) -> None:
+    by_kind = {m["kind"]: m for m in builders.build_all(make_server(**RICH_SPEC), config=config)}
+    configmap, deployment = by_kind["ConfigMap"], by_kind["Deployment"]
+    template = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (
+        template[constants.ANNOTATION_RUNCONFIG_CHECKSUM]
+        == (configmap["metadata"]["annotations"][constants.ANNOTATION_CONTENT_CHECKSUM])
+    )
 
 
 def test_output_is_byte_identical_for_equal_input(make_server: MakeServer, config: BuildConfig) -> None:
