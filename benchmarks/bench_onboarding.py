@@ -39,6 +39,8 @@ class Run:
     watches: dict[str, int]
     rss: dict[str, float]
     failures: int
+    cpu: dict[str, float] = dataclasses.field(default_factory=dict)
+    """CPU milliseconds per onboarding and per revocation, by process (load-independent)."""
 
 
 STAGES = (
@@ -128,6 +130,8 @@ async def measure(
         watches = bench.open_watches()
 
         with h.phase(f"{onboardings} onboardings, {revocations} revocations"):
+            cpu: dict[str, float] = {}
+            before = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
             for i in range(onboardings):
                 name = f"o-{i}"
                 begin = time.monotonic()
@@ -139,6 +143,9 @@ async def measure(
                 except TimeoutError:
                     failures += 1
                     bench.check_alive()
+            middle = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
+            for process, spent in before.items():
+                cpu[f"{process} per onboarding"] = 1000 * (middle[process] - spent) / max(1, onboardings)
             for i in range(revocations):
                 name = f"o-{i}"
                 begin = time.monotonic()
@@ -149,10 +156,13 @@ async def measure(
                 except TimeoutError:
                     failures += 1
                     bench.check_alive()
+            after = {name: h.cpu_seconds(p.pid) for name, p in bench.processes.items()}
+            for process, spent in middle.items():
+                cpu[f"{process} per revocation"] = 1000 * (after[process] - spent) / max(1, revocations)
         rss = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
         await clock.close()
         bench.stop_processes()  # profiles are written on exit
-    return Run(members, samples, setup, watches, rss, failures)
+    return Run(members, samples, setup, watches, rss, failures, cpu)
 
 
 def render(run: Run) -> str:
@@ -175,6 +185,8 @@ def render(run: Run) -> str:
         + ", ".join(f"{k} {v:.0f} MiB" for k, v in run.rss.items())
         + (f"; {run.failures} timed out" if run.failures else "")
     )
+    out.append("")
+    out.append("CPU ms: " + ", ".join(f"{key} {value:.1f}" for key, value in run.cpu.items()))
     return "\n".join(out)
 
 

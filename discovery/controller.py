@@ -1,23 +1,29 @@
-"""The discovery process: watch, then converge, one pass at a time: gather -> decide -> act -> publish.
+"""The discovery process: watch, then converge, one pass at a time: gather -> plan -> grant -> publish.
 
 Four informers feed one cache: every Namespace (cluster-wide, unfiltered, so a DELETED event always means
 the namespace is gone, never "it lost its label"), the RoleBindings this owner manages (label selector),
 the RoleBindings that carry the grant's name (field selector; a foreign one is a conflict, never touched)
-and the NamespaceDiscovery object itself (field selector on its name). Any event wakes one serialized
-`converge`: snapshot the caches, `membership.decide_plan`, hand each action to `grants` (the only writer),
-publish status when it changed, and schedule a wake-up at the next grace deadline. The first pass runs only
-after every informer has listed, so a restart sees the whole picture: it creates missing grants and drains
-stale ones left while discovery was down. Every step is idempotent; a crash anywhere is repaired by the
-next pass. Called by `discovery.run` (the CLI, the demo, the integration tests).
+and the NamespaceDiscovery object itself (field selector on its name). An event only marks names dirty (a
+Namespace its name, a RoleBinding its namespace; the echo of discovery's own write marks nothing) and wakes
+one serialized pass: gather the dirty namespaces from the caches, re-plan only those with
+`membership.Planner` (every namespace on the first pass, when the spec changes and every `FULL_RESYNC` as a
+safety net), hand the writes to `grants` (the only writer) and confirm them in the same pass, then leave
+status and Events to a publisher task, which writes them after the grants, coalesced, without ever delaying
+the next pass. A timer wakes the pass at the next grace deadline. The first pass runs only after every
+informer has listed, so a restart sees the whole picture. Every step is idempotent; a crash anywhere is
+repaired by the next pass. Called by `discovery.run` (the CLI, the demo, the integration tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import copy
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -41,6 +47,11 @@ _BASELINE: Final = (False, "quiet")
 # Slack added to grace wake-ups, so the pass that wakes finds the deadline passed.
 _TIMER_SLACK: Final = 0.05
 _MAX_BACKOFF: Final = 30.0
+FULL_RESYNC: Final = timedelta(minutes=5)
+"""How often a pass re-plans every namespace whatever the events said (a safety net against drift)."""
+# Rounds of plan-then-write in one pass: a grant just created is confirmed (pending -> member) by the next
+# round, and a binding it supersedes revoked by the one after; anything later waits for the next pass.
+_ROUNDS: Final = 3
 
 
 def _utcnow() -> datetime:
@@ -56,15 +67,21 @@ class Context:
     tracer: trace.Tracer = dataclasses.field(default_factory=lambda: trace.get_tracer("discovery"))
     clock: Callable[[], datetime] = _utcnow
     observer: grants.Observer | None = None
+    full_resync: timedelta = FULL_RESYNC
 
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """What one pass sees: the custom resource (None when missing), every Namespace, relevant RoleBindings."""
+    """What one pass sees: the custom resource (None when missing), Namespaces and relevant RoleBindings.
+
+    `names` None: every namespace and binding (a complete picture). Otherwise only these namespaces (those
+    that exist) and all their bindings: the pass re-plans just them and keeps its plan for the rest.
+    """
 
     discovery: kube.Body | None
     namespaces: tuple[kube.Body, ...] = ()
     rolebindings: tuple[kube.Body, ...] = ()
+    names: frozenset[str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +104,19 @@ class Controller:
         self.grants = grants.Grants(
             ctx.api, config=config, tracer=ctx.tracer, clock=ctx.clock, observer=ctx.observer
         )
+        self.planner = membership.Planner(template=config.template, grace=config.grace)
+        # Passes, plans and namespaces planned so far (the benchmarks and tests read them).
+        self.stats: collections.Counter[str] = collections.Counter()
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
+        # Namespaces whose objects changed since the last pass; None as resync time: re-plan everything.
+        self._dirty: set[str] = set()
+        self._resync_at: float | None = None
+        # Names of our bindings per namespace, as the managed informer holds them (its cache has no index).
+        self._managed_names: dict[str, set[str]] = {}
+        # The last spec seen and what it compiled to (a SelectorPolicy, or why it is invalid).
+        self._spec: tuple[dict[str, Any], policy.SelectorPolicy | str] | None = None
         # Last decision per namespace (bounded by observed namespaces) and the span context of the decision
         # a namespace's writes belong to, kept until its grant settles (bounded likewise).
         self._decisions: dict[str, tuple[bool, str]] = {}
@@ -99,23 +126,28 @@ class Controller:
         self._written: dict[Key, kube.Body] = {}
         self._deleted: dict[Key, str] = {}
         self._written_discovery: kube.Body | None = None
+        # What the publisher writes next: the latest plan's status (with the object it was planned from),
+        # then the Events queued since (bounded by the writes of the passes in between).
+        self._unpublished: tuple[kube.Body, membership.Plan] | None = None
+        self._announcements: list[Callable[[], Awaitable[None]]] = []
+        self._publish_wake = asyncio.Event()
         # What was last reported as a Warning, so each problem is posted once (bounded: one entry per topic).
         self._reported: dict[str, str] = {}
         self._conflicts: frozenset[Key] = frozenset()
-        self.namespaces = informer.Informer(ctx.api, kube.NAMESPACES, handler=self._on_event)
+        self.namespaces = informer.Informer(ctx.api, kube.NAMESPACES, handler=self._on_namespace)
         self.managed = informer.Informer(
-            ctx.api, kube.ROLEBINDINGS, handler=self._on_event, label_selector=config.managed_selector
+            ctx.api, kube.ROLEBINDINGS, handler=self._on_managed, label_selector=config.managed_selector
         )
         self.named = informer.Informer(
             ctx.api,
             kube.ROLEBINDINGS,
-            handler=self._on_event,
+            handler=self._on_binding,
             field_selector=f"metadata.name={config.rolebinding_name}",
         )
         self.discovery = informer.Informer(
             ctx.api,
             config.resource,
-            handler=self._on_event,
+            handler=self._on_discovery,
             field_selector=f"metadata.name={config.name}",
         )
 
@@ -127,11 +159,55 @@ class Controller:
     def synced(self) -> bool:
         return all(item.synced.is_set() for item in self.informers)
 
-    # -- events: only enqueue -----------------------------------------------------------------------
+    # -- events: only mark what changed and wake the pass -------------------------------------------
 
-    def _on_event(self, event: informer.EventType, obj: kube.Body) -> None:
-        """Any change anywhere wakes the one pass; the pass reads the caches, never the event."""
+    def _on_namespace(self, event: informer.EventType, obj: kube.Body) -> None:
+        self._mark(informer.key_of(obj)[1])
+
+    def _on_managed(self, event: informer.EventType, obj: kube.Body) -> None:
+        namespace, name = informer.key_of(obj)
+        if event == "DELETED":
+            names = self._managed_names.get(namespace)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._managed_names[namespace]
+        else:
+            self._managed_names.setdefault(namespace, set()).add(name)
+        self._on_binding(event, obj)
+
+    def _on_binding(self, event: informer.EventType, obj: kube.Body) -> None:
+        key = informer.key_of(obj)
+        written = self._written.get(key)
+        if event != "DELETED" and written is not None and _version(written) == _version(obj) >= 0:
+            # The echo of our own write: its namespace was planned with exactly this object already.
+            if all(_caught_up(cache.get(key[1], namespace=key[0]), written) for cache in self._holders(key)):
+                del self._written[key]
+            return
+        if self._deleted.get(key) == _uid(obj):
+            # Our own delete (its finalizer removal, then the deletion): planned as gone already.
+            if event == "DELETED" and all(
+                cache.get(key[1], namespace=key[0]) is None for cache in self._holders(key)
+            ):
+                del self._deleted[key]
+            return
+        self._mark(key[0])
+
+    def _on_discovery(self, event: informer.EventType, obj: kube.Body) -> None:
+        written = self._written_discovery
+        if event != "DELETED" and written is not None and _version(written) == _version(obj) >= 0:
+            return  # the echo of our own status write
+        self._wake.set()  # the pass sees whether the spec changed (then it re-plans everything)
+
+    def _mark(self, namespace: str) -> None:
+        self._dirty.add(namespace)
         self._wake.set()
+
+    def _holders(self, key: Key) -> tuple[informer.Informer, ...]:
+        """The caches that hold our binding `key`: the managed one, and the named one for the grant's name."""
+        if key[1] == self.ctx.config.rolebinding_name:
+            return (self.managed, self.named)
+        return (self.managed,)
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -139,6 +215,7 @@ class Controller:
         """List and watch, converge on every change, until `stop` is set. Never returns early."""
         tasks = [asyncio.create_task(item.run(), name=f"discovery {item!r}") for item in self.informers]
         stopping = asyncio.create_task(stop.wait())
+        publisher: asyncio.Task[None] | None = None
         try:
             synced = asyncio.create_task(self._all_synced())
             await asyncio.wait([stopping, synced], return_when=asyncio.FIRST_COMPLETED)
@@ -146,8 +223,10 @@ class Controller:
             if stop.is_set():
                 return
             log.info("discovery %s: caches synced, converging", self.ctx.config.name)
+            publisher = asyncio.create_task(self._publishing(), name="discovery publisher")
             self._wake.set()
             failures = 0
+            loop = asyncio.get_running_loop()
             while not stop.is_set():
                 woken = asyncio.create_task(self._wake.wait())
                 await asyncio.wait([stopping, woken], return_when=asyncio.FIRST_COMPLETED)
@@ -156,10 +235,13 @@ class Controller:
                     break
                 self._wake.clear()
                 try:
-                    result = await self.converge(self.snapshot())
+                    now = self.ctx.clock()
+                    result = await self._pass(self._gather(now), now=now)
                 except Exception:  # the top-level loop: one bad pass must not end the process
                     log.exception("discovery pass failed; retrying")
                     result = Result(retry=True)
+                    self._resync_at = None  # the plan kept may be half-updated: re-plan everything
+                self._publish_wake.set()
                 if result.requeue_after is not None:
                     self._schedule(result.requeue_after.total_seconds() + _TIMER_SLACK)
                 if result.retry:
@@ -167,12 +249,17 @@ class Controller:
                     self._schedule(min(_MAX_BACKOFF, 0.05 * 2**failures))
                 else:
                     failures = 0
+                if self._resync_at is not None:
+                    self._schedule(self._resync_at - loop.time())
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             stopping.cancel()
             for task in tasks:
                 task.cancel()
+            if publisher is not None:
+                publisher.cancel()
+                tasks.append(publisher)
             await asyncio.gather(*tasks, stopping, return_exceptions=True)
 
     async def _all_synced(self) -> None:
@@ -190,111 +277,239 @@ class Controller:
         self._timer = loop.call_later(max(0.0, delay), self._wake.set)
         self._timer_due = due
 
+    async def _publishing(self) -> None:
+        """The publisher task: status then Events whenever a pass asks, retrying with backoff on failure."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake.clear()
+            try:
+                published = await self._publish()
+            except Exception:  # one bad publication must not end the publisher
+                log.exception("publishing discovery status failed; retrying")
+                published = False
+            if published:
+                failures = 0
+            else:
+                failures += 1
+                loop.call_later(min(_MAX_BACKOFF, 0.05 * 2**failures), self._publish_wake.set)
+
     # -- gather -------------------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        """The caches, with our own recent writes laid over them until the watches deliver those writes."""
+    def _gather(self, now: datetime) -> Snapshot:
+        """What the next pass must see: everything when a resync is due, else the dirty and due names."""
+        clock = asyncio.get_running_loop().time()
+        if self._resync_at is None or clock >= self._resync_at:
+            self._resync_at = clock + self.ctx.full_resync.total_seconds()
+            self._dirty.clear()
+            return self.snapshot()
+        names, self._dirty = self._dirty, set()
+        names.update(self.planner.due(now))
+        return self.snapshot(names)
+
+    def snapshot(self, names: Collection[str] | None = None) -> Snapshot:
+        """The caches (only `names`' namespaces and their bindings, when given), with our own recent writes
+        laid over them until the watches deliver those writes."""
+        config = self.ctx.config
         bodies: dict[Key, kube.Body] = {}
-        for cache in (self.managed, self.named):
-            for body in cache.items():
-                key = informer.key_of(body)
-                bodies[key] = _newest(bodies.get(key), body)
+        if names is None:
+            namespaces = tuple(self.namespaces.items())
+            for cache in (self.managed, self.named):
+                for body in cache.items():
+                    key = informer.key_of(body)
+                    bodies[key] = _newest(bodies.get(key), body)
+        else:
+            namespaces = tuple(
+                found for name in sorted(names) if (found := self.namespaces.get(name)) is not None
+            )
+            for name in names:
+                keys = [(name, item) for item in self._managed_names.get(name, ())]
+                keys.append((name, config.rolebinding_name))
+                for key in keys:
+                    for cache in (self.managed, self.named):
+                        found = cache.get(key[1], namespace=key[0])
+                        if found is not None:
+                            bodies[key] = _newest(bodies.get(key), found)
         for key, written in list(self._written.items()):
+            if names is not None and key[0] not in names:
+                continue
             seen = bodies.get(key)
             if seen is not None and _newer_or_same(seen, written):
                 del self._written[key]  # the watch caught up
             else:
                 bodies[key] = _newest(seen, written)
         for key, uid in list(self._deleted.items()):
+            if names is not None and key[0] not in names:
+                continue
             if key in bodies and _uid(bodies[key]) == uid:
                 del bodies[key]  # deleted by us; the watch has not said so yet
             else:
                 del self._deleted[key]
-        discovery = self.discovery.get(self.ctx.config.name)
-        if self._written_discovery is not None:
-            if discovery is not None and _newer_or_same(discovery, self._written_discovery):
-                self._written_discovery = None
-            elif discovery is not None:
-                discovery = self._written_discovery
         return Snapshot(
-            discovery=discovery,
-            namespaces=tuple(self.namespaces.items()),
+            discovery=self._latest_discovery(self.discovery.get(config.name)),
+            namespaces=namespaces,
             rolebindings=tuple(bodies[key] for key in sorted(bodies)),
+            names=None if names is None else frozenset(names),
         )
 
-    # -- decide, act, publish -----------------------------------------------------------------------
+    def _latest_discovery(self, seen: kube.Body | None) -> kube.Body | None:
+        """`seen` (None: the object is gone), or our own later status write when the watch lags behind."""
+        written = self._written_discovery
+        if seen is None or written is None:
+            return seen
+        if _newer_or_same(seen, written):
+            self._written_discovery = None
+            return seen
+        return written
+
+    # -- plan, grant, publish -----------------------------------------------------------------------
 
     async def converge(self, snapshot: Snapshot) -> Result:
-        """One pass. Writes only what differs; a pass over a converged world writes nothing."""
+        """One pass over `snapshot`, then its status and Events published, in that order, before returning.
+
+        A snapshot without `names` re-plans every namespace. Writes only what differs; a pass over a
+        converged world writes nothing.
+        """
+        result = await self._pass(snapshot, now=self.ctx.clock())
+        if not await self._publish():
+            result = dataclasses.replace(result, retry=True)
+        return result
+
+    async def _pass(self, snapshot: Snapshot, *, now: datetime) -> Result:
+        """Plan what `snapshot` covers, send the grants, confirm them; leaves status and Events queued."""
         config = self.ctx.config
         obj = snapshot.discovery
         if obj is None:
+            self._unpublished = None
             return self._hold("missing", f"NamespaceDiscovery {config.name} not found; existing grants kept")
-        metadata = obj.get("metadata") or {}
-        generation = int(metadata.get("generation") or 0)
-        try:
-            spec = models.NamespaceDiscoverySpec.model_validate(obj.get("spec") or {})
-        except pydantic.ValidationError as error:
-            message = f"spec of NamespaceDiscovery {config.name} is invalid, existing grants kept: {error}"
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        selection = self._compile(obj.get("spec") or {})
+        if isinstance(selection, str):
+            message = (
+                f"spec of NamespaceDiscovery {config.name} is invalid, existing grants kept: {selection}"
+            )
             if self._reported.get("spec") != f"{generation}":
-                await self._warn(obj, reason="InvalidSpec", message=message)
+                self._warn(obj, reason="InvalidSpec", message=message)
             self._reported["spec"] = f"{generation}"
+            self._unpublished = None
             return self._hold("invalid", message)
         self._reported.pop("spec", None)
         self._reported.pop("hold", None)
-        now = self.ctx.clock()
-        selection = policy.SelectorPolicy.from_spec(spec, protected=config.protected)
-        observed = membership.Observed.from_manifests(
-            namespaces=snapshot.namespaces, rolebindings=snapshot.rolebindings
-        )
+        if snapshot.names is not None and self.planner.needs_all(selection):
+            snapshot = self.snapshot()  # the spec changed: every namespace is decided again
         stored_status = obj.get("status") or {}
-        plan = membership.decide_plan(
-            selection,
-            observed,
-            template=config.template,
-            now=now,
-            grace=config.grace,
-            generation=generation,
-            previous_conditions=stored_status.get("conditions") or (),
-        )
-        self._record_decisions(plan)
         by_name = {str((ns.get("metadata") or {}).get("name", "")): ns for ns in snapshot.namespaces}
+        failed: set[str] = set()
         retry = False
-        for action in plan.actions:
-            outcome = await self.grants.apply(
-                action,
-                decision=plan.decisions.get(action.namespace),
-                parent=self._parents.get(action.namespace),
-                involved=by_name.get(action.namespace),
+
+        def replan(seen: Snapshot, names: Collection[str] | None) -> membership.Plan:
+            plan = self.planner.plan(
+                selection,
+                membership.Observed.from_manifests(
+                    namespaces=seen.namespaces, rolebindings=seen.rolebindings
+                ),
+                names=names,
+                now=now,
+                generation=generation,
+                previous_conditions=stored_status.get("conditions") or (),
             )
-            retry = retry or outcome.retry
-            self._remember(outcome)
+            self.stats["full plans" if plan.replanned is None else "plans"] += 1
+            self.stats["namespaces planned"] += len(
+                plan.decisions if plan.replanned is None else plan.replanned
+            )
+            self._record_decisions(plan)
+            return plan
+
+        plan = replan(snapshot, snapshot.names)
+        for _ in range(_ROUNDS):
+            outcomes = []
+            for action in plan.actions:
+                if action.namespace in failed:
+                    continue  # it failed earlier in this pass: the next pass retries, after a backoff
+                outcome = await self.grants.apply(
+                    action,
+                    decision=plan.decisions.get(action.namespace),
+                    parent=self._parents.get(action.namespace),
+                    involved=by_name.get(action.namespace),
+                )
+                self._remember(outcome)
+                outcomes.append(outcome)
+                if outcome.done:
+                    self._announcements.append(functools.partial(self.grants.announce, outcome))
+                else:
+                    failed.add(action.namespace)
+                    retry = True
+            if not any(outcome.done for outcome in outcomes):
+                break
+            # Confirm what was just written, from the answers: a created grant makes its namespace a member
+            # in the status this pass publishes, without waiting for the watch to bring the grant back
+            # (whose echo then changes nothing and wakes no pass).
+            snapshot = _with_outcomes(snapshot, outcomes)
+            plan = replan(snapshot, self.planner.due(now))
+        if any(action.namespace not in failed for action in plan.actions):
+            self._wake.set()  # writes left after the last round (a chain of them): the next pass goes on
+        self.stats["passes"] += 1
         busy = {action.namespace for action in plan.actions}
         busy.update(plan.membership.pending, plan.membership.draining)
         for name in list(self._parents):
             if name not in busy:
                 del self._parents[name]
-        await self._report(obj, plan, stored_status)
-        try:
-            written = await self.grants.publish_status(obj, plan.status)
-        except kube.ApiError as error:
-            log.warning("could not publish status of %s: %s", config.name, error)
-            retry = True
-        else:
-            if written is not None:
-                self._written_discovery = written
-                log.info(
-                    "published membership: %d members, %d pending, %d draining",
-                    len(plan.membership.members),
-                    len(plan.membership.pending),
-                    len(plan.membership.draining),
-                    extra={
-                        "members": list(plan.membership.members),
-                        "pending": list(plan.membership.pending),
-                        "draining": list(plan.membership.draining),
-                    },
-                )
+        self._report(obj, plan, stored_status)
+        self._unpublished = (obj, plan)
         return Result(requeue_after=plan.requeue_after, retry=retry, plan=plan)
+
+    def _compile(self, raw: dict[str, Any]) -> policy.SelectorPolicy | str:
+        """The spec's SelectorPolicy, or why it is invalid; compiled again only when the spec changed."""
+        if self._spec is not None and self._spec[0] == raw:
+            return self._spec[1]
+        compiled: policy.SelectorPolicy | str
+        try:
+            spec = models.NamespaceDiscoverySpec.model_validate(raw)
+        except pydantic.ValidationError as error:
+            compiled = str(error)
+        else:
+            compiled = policy.SelectorPolicy.from_spec(spec, protected=self.ctx.config.protected)
+        self._spec = (copy.deepcopy(raw), compiled)
+        return compiled
+
+    async def _publish(self) -> bool:
+        """Status first (the latest plan's, when it differs from what is stored), then the queued Events.
+
+        False when the status could not be written (it stays queued, unless a newer plan replaced it).
+        """
+        published = True
+        pending, self._unpublished = self._unpublished, None
+        if pending is not None:
+            obj, plan = pending
+            for seen in (self.discovery.get(self.ctx.config.name), self._written_discovery):
+                if seen is not None:
+                    obj = _newest(obj, seen)  # compare with what is stored now, not at planning time
+            try:
+                written = await self.grants.publish_status(obj, plan.status)
+            except kube.ApiError as error:
+                log.warning("could not publish status of %s: %s", self.ctx.config.name, error)
+                published = False
+                if self._unpublished is None:
+                    self._unpublished = pending
+            else:
+                if written is not None:
+                    self._written_discovery = written
+                    log.info(
+                        "published membership: %d members, %d pending, %d draining",
+                        len(plan.membership.members),
+                        len(plan.membership.pending),
+                        len(plan.membership.draining),
+                        extra={
+                            "members": list(plan.membership.members),
+                            "pending": list(plan.membership.pending),
+                            "draining": list(plan.membership.draining),
+                        },
+                    )
+        announcements, self._announcements = self._announcements, []
+        for announce in announcements:
+            await announce()
+        return published
 
     def _hold(self, topic: str, message: str) -> Result:
         if self._reported.get("hold") != topic:
@@ -305,12 +520,24 @@ class Controller:
     def _record_decisions(self, plan: membership.Plan) -> None:
         """One `discovery.decide` span and one log line per namespace whose decision changed."""
         acting = {action.namespace for action in plan.actions}
-        for name, decision in plan.decisions.items():
+        before = self._decisions
+        if plan.replanned is None:
+            names, self._decisions = sorted(plan.decisions), {}
+        else:
+            names = sorted(plan.replanned)
+        for name in names:
+            decision = plan.decisions.get(name)
+            known = name in before
+            previous = before.get(name, _BASELINE)
+            if decision is None:
+                self._decisions.pop(name, None)
+                continue
             current = _significant(decision)
+            self._decisions[name] = current
             if self._primed:
                 # A namespace first seen with a write to do gets its span too: it explains the write.
-                first_write = name in acting and name not in self._decisions
-                if current == self._decisions.get(name, _BASELINE) and not first_write:
+                first_write = name in acting and not known
+                if current == previous and not first_write:
                     continue
             elif name not in acting:
                 # The first pass after a start: decisions that need no write did not change, as far as
@@ -337,7 +564,6 @@ class Controller:
                         "reason": str(decision.reason),
                     },
                 )
-        self._decisions = {name: _significant(decision) for name, decision in plan.decisions.items()}
         if not self._primed:
             self._primed = True
             members = sum(1 for decision in plan.decisions.values() if decision.member)
@@ -352,14 +578,14 @@ class Controller:
             self._deleted.pop(key, None)
             self._written[key] = outcome.current
 
-    async def _report(self, obj: kube.Body, plan: membership.Plan, stored: Mapping[str, Any]) -> None:
+    def _report(self, obj: kube.Body, plan: membership.Plan, stored: Mapping[str, Any]) -> None:
         """Warning Events, each once: an invalid selector (on the custom resource), a grant conflict."""
         valid = _condition(plan.status.get("conditions") or [], membership.SELECTORS_VALID)
         if valid.get("status") == "False":
             message = str(valid.get("message", ""))
             before = _condition(stored.get("conditions") or [], membership.SELECTORS_VALID)
             if before.get("message") != message and self._reported.get("selectors") != message:
-                await self._warn(obj, reason=str(policy.Reason.INVALID_SELECTOR), message=message)
+                self._warn(obj, reason=str(policy.Reason.INVALID_SELECTOR), message=message)
             self._reported["selectors"] = message
         else:
             self._reported.pop("selectors", None)
@@ -367,19 +593,37 @@ class Controller:
         for conflict in plan.conflicts:
             if (conflict.namespace, conflict.name) not in self._conflicts:
                 log.warning(conflict.message, extra={"namespace": conflict.namespace})
-                await self.grants.post_event(
-                    grants.namespace_reference(conflict.namespace),
-                    reason="GrantConflict",
-                    message=conflict.message,
-                    warning=True,
+                self._announcements.append(
+                    functools.partial(
+                        self.grants.post_event,
+                        grants.namespace_reference(conflict.namespace),
+                        reason="GrantConflict",
+                        message=conflict.message,
+                        warning=True,
+                    )
                 )
         self._conflicts = conflicts
 
-    async def _warn(self, obj: kube.Body, *, reason: str, message: str) -> None:
+    def _warn(self, obj: kube.Body, *, reason: str, message: str) -> None:
+        """Log now; the Warning Event goes out with the next publication."""
         log.warning(message, extra={"reason": reason})
         resource = self.ctx.config.resource
         reference = grants.object_reference(obj, api_version=resource.api_version, kind=resource.kind)
-        await self.grants.post_event(reference, reason=reason, message=message, warning=True)
+        self._announcements.append(
+            functools.partial(self.grants.post_event, reference, reason=reason, message=message, warning=True)
+        )
+
+
+def _with_outcomes(snapshot: Snapshot, outcomes: Iterable[grants.Outcome]) -> Snapshot:
+    """`snapshot` with the answers of its writes laid over its bindings (what the watch will bring back)."""
+    bodies = {informer.key_of(body): body for body in snapshot.rolebindings}
+    for outcome in outcomes:
+        key = (outcome.action.namespace, outcome.action.name)
+        if outcome.deleted:
+            bodies.pop(key, None)
+        elif outcome.current is not None:
+            bodies[key] = outcome.current
+    return dataclasses.replace(snapshot, rolebindings=tuple(bodies[key] for key in sorted(bodies)))
 
 
 async def run(
@@ -430,6 +674,10 @@ def _version(obj: Mapping[str, Any]) -> int:
 
 def _newer_or_same(seen: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
     return _version(seen) >= _version(written) or _version(written) < 0
+
+
+def _caught_up(seen: Mapping[str, Any] | None, written: Mapping[str, Any]) -> bool:
+    return seen is not None and _newer_or_same(seen, written)
 
 
 def _newest(current: kube.Body | None, candidate: kube.Body) -> kube.Body:

@@ -1,17 +1,19 @@
 """The one writer in discovery: sends the plan's RoleBinding writes, publishes status, posts Events.
 
-Called by `controller.py` with actions from `membership.decide_plan`; decides nothing itself. Every write is
+Called by `controller.py` with actions from `membership.Planner`; decides nothing itself. Every write is
 idempotent and guarded (resourceVersion on PUT, uid precondition on DELETE), so a crash between two writes
 is repaired by the next converge. An answer meaning "the world moved" (404, 409, 403 from a terminating
 namespace) is not an error here: the outcome says `retry` and the controller converges again from fresh
 state. Each write is a `discovery.grant` or `discovery.revoke` span; the grant's W3C traceparent is written on
-the RoleBinding so the grantee can link its work to it. Never writes a RoleBinding the plan did not name,
-and never reads the cluster to decide anything.
+the RoleBinding so the grantee can link its work to it. The Event of a write is posted separately
+(`announce`, under the write's span) so the controller can send every grant before any status or Event.
+Never writes a RoleBinding the plan did not name, and never reads the cluster to decide anything.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -74,6 +76,10 @@ class Outcome:
     current: kube.Body | None = dataclasses.field(default=None, hash=False)
     deleted: bool = False
     error: str = ""
+    involved: kube.Body | None = dataclasses.field(default=None, hash=False, compare=False)
+    """The Namespace object the Event is about, when known (for its uid)."""
+    span: trace.Span | None = dataclasses.field(default=None, hash=False, compare=False)
+    """The write's span: its Event is posted under it, however much later."""
 
 
 class Grants:
@@ -109,8 +115,9 @@ class Grants:
     ) -> Outcome:
         """Carry out one action inside its span (child of `parent`, the decision's span, when given).
 
-        `involved` is the Namespace object (for the Event's uid), when known. Never raises ApiError: a
-        failed write is logged and reported as an Outcome with `retry`.
+        Posts no Event: pass the outcome to `announce` for that. `involved` is the Namespace object (for
+        the Event's uid), when known. Never raises ApiError: a failed write is logged and reported as an
+        Outcome with `retry`.
         """
         is_grant = action.kind in GRANT_KINDS
         attributes: dict[str, str] = {
@@ -163,12 +170,21 @@ class Grants:
                     self.observer.count_grant()
                 elif action.kind is membership.ActionKind.REVOKE:
                     self.observer.count_revoke()
+            return dataclasses.replace(outcome, involved=involved, span=span)
+
+    async def announce(self, outcome: Outcome) -> None:
+        """The Event of a write that was done (`Granted`, `Revoked`, ...), under the write's span."""
+        if not outcome.done:
+            return
+        action = outcome.action
+        with contextlib.ExitStack() as stack:
+            if outcome.span is not None:
+                stack.enter_context(trace.use_span(outcome.span, end_on_exit=False))
             await self.post_event(
-                namespace_reference(action.namespace, involved),
+                namespace_reference(action.namespace, outcome.involved),
                 reason=EVENT_REASONS[action.kind],
                 message=f"RoleBinding {action.name}: {action.message}",
             )
-            return outcome
 
     async def _send(self, action: membership.Action, *, traceparent: str | None) -> Outcome:
         kind = membership.ActionKind

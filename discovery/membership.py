@@ -1,10 +1,12 @@
 """Membership lifecycle: from decisions and the observed grants to a plan of writes and the published status.
 
-Pure: no I/O; time arrives as `now`. The controller gathers an `Observed` (namespaces and RoleBindings), calls
-`decide_plan`, hands `plan.actions` to the one writer (`grants.py`), then publishes `plan.status` when it
-differs from what is stored. Only RoleBindings labelled as managed by discovery *and* by this owner are
-ever the subject of an action; any other RoleBinding, even one with our name, is reported as a conflict and
-left alone.
+Pure: no I/O; time arrives as `now`. Each namespace is planned from its own objects alone (`plan_namespace`);
+`decide_plan` plans them all, `Planner` keeps the per-namespace plans and re-plans only the namespaces that
+changed (the controller uses it; a property test holds it equal to `decide_plan`). The controller gathers an
+`Observed` (namespaces and RoleBindings), hands `plan.actions` to the one writer (`grants.py`), then
+publishes `plan.status` when it differs from what is stored. Only RoleBindings labelled as managed by
+discovery *and* by this owner are ever the subject of an action; any other RoleBinding, even one with our
+name, is reported as a conflict and left alone.
 
 One namespace's life (states are what `status` publishes; arrows name the plan's action):
 
@@ -145,6 +147,8 @@ class Plan:
 
     `requeue_after` is when a grace period runs out (None: nothing is waiting on the clock); the controller
     wakes up then even if no event arrives. `status` is the JSON-ready `status` of the custom resource.
+    `replanned` names the namespaces decided afresh for this plan (None: all of them); it is bookkeeping for
+    the caller's logs and spans, not part of the plan's meaning, so it is left out of equality.
     """
 
     actions: tuple[Action, ...]
@@ -153,6 +157,85 @@ class Plan:
     conflicts: tuple[Conflict, ...]
     requeue_after: timedelta | None
     status: dict[str, Any] = dataclasses.field(hash=False)
+    replanned: frozenset[str] | None = dataclasses.field(default=None, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class NamespacePlan:
+    """One namespace's share of a plan; a plan is exactly the union of these over every namespace.
+
+    `decision` is None for a name that is neither an observed namespace nor in the static list (it only
+    holds bindings of ours). `deadline` is when the earliest grace period of its draining grants runs out.
+    """
+
+    name: str
+    decision: policy.Decision | None
+    phase: Phase
+    actions: tuple[Action, ...] = ()
+    conflict: Conflict | None = None
+    deadline: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to remember: no decision, no grant, nothing to write, nothing waiting."""
+        return self.decision is None and self.phase is Phase.ABSENT and not self.actions
+
+
+def plan_namespace(
+    name: str,
+    info: policy.NamespaceInfo | None,
+    rolebindings: Iterable[bindings.Manifest],
+    *,
+    selection: policy.SelectorPolicy,
+    template: bindings.GrantTemplate,
+    now: datetime,
+    grace: timedelta,
+    traceparent: str | None = None,
+) -> NamespacePlan:
+    """Decide one namespace from what was observed of it alone: its Namespace (None when not observed)
+    and the RoleBindings in it that are ours or carry our name. Depends on nothing else in the cluster,
+    which is what lets `Planner` re-plan only the namespaces whose objects changed.
+    """
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    if info is None and name in selection.static:
+        info = policy.NamespaceInfo(name, exists=False)
+    decision = selection.decide(info) if info is not None else None
+    ours: list[bindings.Manifest] = []
+    foreign = False
+    for rolebinding in rolebindings:
+        if bindings.is_managed(rolebinding, owner=template.owner):
+            ours.append(rolebinding)
+        elif _name_of(rolebinding) == template.name:
+            foreign = True
+    ours.sort(key=_name_of)
+    context = _Context(template=template, now=now, grace=grace, traceparent=traceparent)
+    conflict = None
+    if decision is not None and decision.member:
+        if foreign:
+            conflict = Conflict(
+                name,
+                template.name,
+                f"RoleBinding {name}/{template.name} exists but is not managed by discovery owner "
+                f"{template.owner}; leaving it alone, the namespace stays pending",
+            )
+        phase = _plan_member(name, ours, conflicted=conflict is not None, ctx=context)
+    elif ours:
+        # Others' finalizers still hold content in a terminating namespace: the grantee may need this
+        # very grant to remove its own, so the grace period does not revoke it (the release still does).
+        held = bool(
+            info is not None and info.terminating and info.finalizers_remaining - {constants.GRANT_FINALIZER}
+        )
+        phase = _plan_leaving(name, ours, ctx=context, held=held)
+    else:
+        phase = Phase.ABSENT
+    return NamespacePlan(
+        name,
+        decision,
+        phase,
+        actions=tuple(context.actions),
+        conflict=conflict,
+        deadline=min(context.deadlines, default=None),
+    )
 
 
 def decide_plan(
@@ -168,72 +251,202 @@ def decide_plan(
 ) -> Plan:
     """Decide membership and the writes that move the observed grants towards it. Never raises.
 
+    Every namespace is planned afresh; `Planner` is the incremental form (and must always agree with this).
     `previous_conditions` (the stored `status.conditions`) keeps each condition's lastTransitionTime while
     its status is unchanged: a converged world yields an identical status and the controller writes nothing.
     `traceparent` is put on the grants this plan writes.
     """
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    decisions = selection.decide_all(observed.namespaces)
-    desired = policy.members_of(decisions)
-    ours: dict[str, list[bindings.Manifest]] = {}
-    conflicts: list[Conflict] = []
-    for rolebinding in observed.rolebindings:
-        metadata = rolebinding.get("metadata") or {}
-        namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
-        if bindings.is_managed(rolebinding, owner=template.owner):
-            ours.setdefault(namespace, []).append(rolebinding)
-        elif name == template.name and namespace in desired:
-            conflicts.append(
-                Conflict(
-                    namespace,
+    infos, found = _by_namespace(observed)
+    plans = [
+        plan_namespace(
+            name,
+            infos.get(name),
+            found.get(name, ()),
+            selection=selection,
+            template=template,
+            now=now,
+            grace=grace,
+            traceparent=traceparent,
+        )
+        for name in sorted(infos.keys() | found.keys() | selection.static)
+    ]
+    membership = Membership(
+        members=tuple(item.name for item in plans if item.phase is Phase.MEMBER),
+        pending=tuple(item.name for item in plans if item.phase is Phase.PENDING),
+        draining=tuple(item.name for item in plans if item.phase is Phase.DRAINING),
+    )
+    conflicts = tuple(item.conflict for item in plans if item.conflict is not None)
+    deadlines = [item.deadline for item in plans if item.deadline is not None]
+    return Plan(
+        actions=_ordered(action for item in plans for action in item.actions),
+        membership=membership,
+        decisions={item.name: item.decision for item in plans if item.decision is not None},
+        conflicts=conflicts,
+        requeue_after=min(deadlines) - now if deadlines else None,
+        status=build_status(
+            membership,
+            selection=selection,
+            conflicts=conflicts,
+            generation=generation,
+            now=now,
+            previous_conditions=previous_conditions,
+        ),
+    )
+
+
+class Planner:
+    """`decide_plan`, incrementally: keeps every namespace's plan and re-plans only the names it is given.
+
+    Pure: no I/O, time arrives as `now`. The caller (the controller) tracks which names changed since the
+    last plan (a Namespace event names itself, a RoleBinding event its namespace) and passes an `Observed`
+    holding at least those namespaces and their bindings; `names=None` re-plans everything observed (the
+    first pass, a periodic resync). A different `selection` (the spec changed) needs everything: see
+    `needs_all`. Names whose last plan had writes, or whose grace deadline passed, must be re-planned too:
+    see `due`. Promise, checked by a property test over random histories: the plan equals `decide_plan` on
+    the whole world. The cost of a plan is the names re-planned plus sorting the published name lists.
+    """
+
+    def __init__(self, *, template: bindings.GrantTemplate, grace: timedelta) -> None:
+        self.template = template
+        self.grace = grace
+        self._selection: policy.SelectorPolicy | None = None
+        self._plans: dict[str, NamespacePlan] = {}
+        self._decisions: dict[str, policy.Decision] = {}
+        self._phases: dict[Phase, set[str]] = {phase: set() for phase in Phase if phase is not Phase.ABSENT}
+        self._acting: dict[str, tuple[Action, ...]] = {}
+        self._conflicts: dict[str, Conflict] = {}
+        self._deadlines: dict[str, datetime] = {}
+        self._membership: Membership | None = None
+
+    def needs_all(self, selection: policy.SelectorPolicy) -> bool:
+        """True when the next plan must see every namespace: never planned, or the selection changed."""
+        return self._selection is None or selection != self._selection
+
+    def due(self, now: datetime) -> set[str]:
+        """Names to re-plan whatever happened: their last plan had writes, or a grace deadline passed."""
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        due = set(self._acting)
+        due.update(name for name, deadline in self._deadlines.items() if deadline <= now)
+        return due
+
+    def plan(
+        self,
+        selection: policy.SelectorPolicy,
+        observed: Observed,
+        *,
+        names: Iterable[str] | None,
+        now: datetime,
+        generation: int = 0,
+        previous_conditions: Iterable[Mapping[str, Any]] = (),
+    ) -> Plan:
+        """Re-plan `names` (None: everything in `observed`) from `observed`, keep the rest, and assemble.
+
+        `observed` must hold every namespace of `names` that exists and all their bindings: a name left
+        out of it is planned as gone. Raises ValueError when `names` is partial but the selection changed
+        or a `due` name is missing (the plan would silently be stale).
+        """
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        infos, found = _by_namespace(observed)
+        if names is None:
+            self._reset(selection)
+            replanned = set(infos.keys() | found.keys() | selection.static)
+        else:
+            if self.needs_all(selection):
+                raise ValueError("planner: the selection changed, so every namespace must be re-planned")
+            replanned = set(names)
+            missing = self.due(now) - replanned
+            if missing:
+                raise ValueError(f"planner: due namespaces not re-planned: {sorted(missing)[:5]}")
+        for name in replanned:
+            self._put(
+                plan_namespace(
                     name,
-                    f"RoleBinding {namespace}/{name} exists but is not managed by discovery owner "
-                    f"{template.owner}; leaving it alone, the namespace stays pending",
+                    infos.get(name),
+                    found.get(name, ()),
+                    selection=selection,
+                    template=self.template,
+                    now=now,
+                    grace=self.grace,
                 )
             )
-    conflicted = {conflict.namespace for conflict in conflicts}
+        if self._membership is None:
+            self._membership = Membership(
+                members=tuple(sorted(self._phases[Phase.MEMBER])),
+                pending=tuple(sorted(self._phases[Phase.PENDING])),
+                draining=tuple(sorted(self._phases[Phase.DRAINING])),
+            )
+        conflicts = tuple(self._conflicts[name] for name in sorted(self._conflicts))
+        return Plan(
+            actions=_ordered(action for actions in self._acting.values() for action in actions),
+            membership=self._membership,
+            decisions=dict(self._decisions),
+            conflicts=conflicts,
+            requeue_after=min(self._deadlines.values()) - now if self._deadlines else None,
+            status=build_status(
+                self._membership,
+                selection=selection,
+                conflicts=conflicts,
+                generation=generation,
+                now=now,
+                previous_conditions=previous_conditions,
+            ),
+            replanned=None if names is None else frozenset(replanned),
+        )
+
+    def _reset(self, selection: policy.SelectorPolicy) -> None:
+        self._selection = selection
+        self._plans.clear()
+        self._decisions.clear()
+        for names in self._phases.values():
+            names.clear()
+        self._acting.clear()
+        self._conflicts.clear()
+        self._deadlines.clear()
+        self._membership = None
+
+    def _put(self, plan: NamespacePlan) -> None:
+        """Replace one namespace's plan, keeping every index in step with `_plans`."""
+        name = plan.name
+        before = self._plans.pop(name, None)
+        if before is not None and before.phase is not plan.phase:
+            if before.phase is not Phase.ABSENT:
+                self._phases[before.phase].discard(name)
+            self._membership = None
+        if plan.phase is not Phase.ABSENT and (before is None or before.phase is not plan.phase):
+            self._phases[plan.phase].add(name)
+            self._membership = None
+        _set(self._decisions, name, plan.decision)
+        _set(self._acting, name, plan.actions or None)
+        _set(self._conflicts, name, plan.conflict)
+        _set(self._deadlines, name, plan.deadline)
+        if not plan.empty:
+            self._plans[name] = plan
+
+
+def _set(index: dict[str, Any], name: str, value: Any) -> None:
+    if value is None:
+        index.pop(name, None)
+    else:
+        index[name] = value
+
+
+def _by_namespace(
+    observed: Observed,
+) -> tuple[dict[str, policy.NamespaceInfo], dict[str, list[bindings.Manifest]]]:
     infos = {info.name: info for info in observed.namespaces}
-    context = _Context(template=template, now=now, grace=grace, traceparent=traceparent)
-    phases: dict[str, Phase] = {}
-    for namespace in sorted(desired | ours.keys()):
-        found = sorted(ours.get(namespace, []), key=_name_of)
-        if namespace in desired:
-            phases[namespace] = _plan_member(
-                namespace, found, conflicted=namespace in conflicted, ctx=context
-            )
-        else:
-            info = infos.get(namespace)
-            # Others' finalizers still hold content in a terminating namespace: the grantee may need this
-            # very grant to remove its own, so the grace period does not revoke it (the release still does).
-            held = bool(
-                info is not None
-                and info.terminating
-                and info.finalizers_remaining - {constants.GRANT_FINALIZER}
-            )
-            phases[namespace] = _plan_leaving(namespace, found, ctx=context, held=held)
-    membership = Membership(
-        members=tuple(name for name, phase in phases.items() if phase is Phase.MEMBER),
-        pending=tuple(name for name, phase in phases.items() if phase is Phase.PENDING),
-        draining=tuple(name for name, phase in phases.items() if phase is Phase.DRAINING),
-    )
-    status = build_status(
-        membership,
-        selection=selection,
-        conflicts=conflicts,
-        generation=generation,
-        now=now,
-        previous_conditions=previous_conditions,
-    )
-    rank = {kind: position for position, kind in enumerate(ActionKind)}
-    actions = sorted(context.actions, key=lambda action: (rank[action.kind], action.namespace, action.name))
-    return Plan(
-        actions=tuple(actions),
-        membership=membership,
-        decisions=decisions,
-        conflicts=tuple(conflicts),
-        requeue_after=min(context.timers, default=None),
-        status=status,
-    )
+    found: dict[str, list[bindings.Manifest]] = {}
+    for rolebinding in observed.rolebindings:
+        namespace = str((rolebinding.get("metadata") or {}).get("namespace", ""))
+        found.setdefault(namespace, []).append(rolebinding)
+    return infos, found
+
+
+_RANK: Final = {kind: position for position, kind in enumerate(ActionKind)}
+
+
+def _ordered(actions: Iterable[Action]) -> tuple[Action, ...]:
+    return tuple(sorted(actions, key=lambda action: (_RANK[action.kind], action.namespace, action.name)))
 
 
 def build_status(
@@ -286,14 +499,14 @@ def build_status(
 
 @dataclasses.dataclass
 class _Context:
-    """Per-plan scratch space: fixed inputs plus the actions and timers collected so far."""
+    """Per-namespace scratch space: fixed inputs plus the actions and grace deadlines collected so far."""
 
     template: bindings.GrantTemplate
     now: datetime
     grace: timedelta
     traceparent: str | None
     actions: list[Action] = dataclasses.field(default_factory=list)
-    timers: list[timedelta] = dataclasses.field(default_factory=list)
+    deadlines: list[datetime] = dataclasses.field(default_factory=list)
 
     def add(
         self,
@@ -383,7 +596,7 @@ def _plan_leaving(
                 "left the member set: draining",
                 body=_update(rolebinding, ctx, draining_since=ctx.now),
             )
-            ctx.timers.append(ctx.grace)
+            ctx.deadlines.append(ctx.now + ctx.grace)
             remaining = True
         elif bindings.is_released(rolebinding):
             ctx.add(ActionKind.REVOKE, rolebinding, namespace, "released by the grantee: revoking")
@@ -398,7 +611,7 @@ def _plan_leaving(
                 f"not released within the {seconds:g}s grace period: revoking",
             )
         else:
-            ctx.timers.append(since + ctx.grace - ctx.now)
+            ctx.deadlines.append(since + ctx.grace)
             remaining = True
     return Phase.DRAINING if remaining else Phase.ABSENT
 

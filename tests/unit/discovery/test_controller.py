@@ -109,7 +109,7 @@ def world(exporter: InMemorySpanExporter) -> Iterator[World]:
     yield World(exporter)
 
 
-def test_a_labelled_namespace_gets_a_grant_an_event_and_pending_status(world: World) -> None:
+def test_a_labelled_namespace_gets_a_grant_an_event_and_membership_in_the_same_pass(world: World) -> None:
     world.namespace("team-a", **{LABEL: "true"})
     world.namespace("team-b")
     world.converge()
@@ -122,8 +122,23 @@ def test_a_labelled_namespace_gets_a_grant_an_event_and_pending_status(world: Wo
     assert binding["metadata"]["labels"][constants.OWNER_LABEL] == "main"
     assert binding["metadata"]["finalizers"] == [constants.GRANT_FINALIZER]
     assert world.binding("team-b") is None
-    assert world.status["pending"] == ["team-a"]
+    # The create's answer confirms the grant: no pass in between publishes it as pending first.
+    assert (world.status["members"], world.status["pending"]) == (["team-a"], [])
     assert ("Normal", "Granted", "team-a") in world.events()
+    writes = [(verb, plural) for verb, plural, _, _ in world.api.writes()]
+    assert writes == [
+        ("create", "rolebindings"),
+        ("patch/status", "namespacediscoveries"),
+        ("create", "events"),
+    ], "the grant first, then one status write, then the Event"
+
+
+def test_a_grant_not_made_is_published_as_pending(world: World) -> None:
+    world.namespace("team-a", **{LABEL: "true"})
+    world.api.failures[("create", "rolebindings")] = kube.ApiError(500, {"reason": "InternalError"})
+    assert world.converge().retry
+    assert (world.status["members"], world.status["pending"]) == ([], ["team-a"])
+    assert world.events() == []
 
 
 def test_the_next_pass_confirms_membership_and_a_converged_pass_writes_nothing(world: World) -> None:
@@ -417,7 +432,7 @@ def test_the_observer_counts_grants_revokes_and_members_every_pass(world: World)
     world.clock.now = START + timedelta(seconds=30)
     world.converge()
     assert (observer.grants, observer.revokes) == (1, 1)
-    assert observer.managed == [0, 1, 0, 0]
+    assert observer.managed == [1, 1, 0, 0]
 
 
 def terminate(world: World, namespace: str, *finalizers: str) -> None:

@@ -206,7 +206,7 @@ def test_publishing_membership_is_its_own_span_with_the_counts_and_its_status_pa
     finished = spans.get_finished_spans()
     publish = one(finished, "discovery.publish")
     assert publish.parent is None
-    assert attrs(publish)["discovery.pending"] >= 1
+    assert attrs(publish)["discovery.members"] >= 1
     (patch,) = children(finished, publish)
     assert patch.name == "k8s.api patch namespacediscoveries"
     assert attrs(patch)["url.path"].endswith(f"/namespacediscoveries/{CONFIG.name}/status")
@@ -217,7 +217,7 @@ def test_an_unchanged_world_opens_no_decision_or_write_spans(
 ) -> None:
     world.namespace(labelled=True)
     world.converge()
-    world.converge()  # confirms membership (status only)
+    world.converge()
     world.converge()
     assert spans.get_finished_spans() == ()
 

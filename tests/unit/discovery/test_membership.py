@@ -361,7 +361,9 @@ def test_a_condition_that_changes_status_gets_a_new_transition_time() -> None:
 
 # A simulated world: an API that keeps RoleBindings with finalizers, a namespace controller, a grantee that
 # releases draining namespaces (when it is up), users who relabel, delete, edit and squat on names, and
-# discovery, which may crash after any prefix of its plan. Discovery holds no state, so a restart is free.
+# discovery, which may crash after any prefix of its plan. Discovery plans incrementally (`Planner`, told
+# which namespaces changed, as the controller's watches tell it) and every plan is checked against
+# `decide_plan` over the whole world; a restart starts from an empty planner.
 
 NAMES = ["team-a", "team-b", "team-c", "kube-system"]
 LABELS = st.sampled_from([{}, {"team": "yes"}, {"team": "no"}, {"team": "yes", "env": "dev"}])
@@ -395,6 +397,8 @@ class World(RuleBasedStateMachine):
         self.spec: dict[str, Any] = {"selectors": [{"matchLabels": {"team": "yes"}}]}
         self.grantee_up = True
         self.foreign: dict[tuple[str, str], dict[str, Any]] = {}
+        self.planner = membership.Planner(template=TEMPLATE, grace=GRACE)
+        self.dirty: set[str] = set()
 
     @initialize(
         labels=st.lists(LABELS, min_size=len(NAMES), max_size=len(NAMES)),
@@ -410,6 +414,7 @@ class World(RuleBasedStateMachine):
     # The API ------------------------------------------------------------------------------------------------
 
     def _store(self, key: tuple[str, str], body: dict[str, Any]) -> None:
+        self.dirty.add(key[0])  # what a RoleBinding watch event tells the controller
         body = copy.deepcopy(body)
         body["metadata"]["resourceVersion"] = str(next(self.versions))
         body["metadata"].setdefault("uid", f"uid-{next(self.versions)}")
@@ -426,8 +431,9 @@ class World(RuleBasedStateMachine):
             self._store(key, current)
 
     def _plan(self) -> membership.Plan:
-        return membership.decide_plan(
-            policy.SelectorPolicy.from_spec(models.NamespaceDiscoverySpec.model_validate(self.spec)),
+        """The incremental plan, checked against the full one."""
+        full = membership.decide_plan(
+            self._selection(),
             membership.Observed.from_manifests(
                 namespaces=self._namespace_manifests(), rolebindings=list(self.rolebindings.values())
             ),
@@ -435,6 +441,31 @@ class World(RuleBasedStateMachine):
             now=self.now,
             grace=GRACE,
         )
+        incremental = self._incremental()
+        assert incremental == full
+        return incremental
+
+    def _selection(self) -> policy.SelectorPolicy:
+        return policy.SelectorPolicy.from_spec(models.NamespaceDiscoverySpec.model_validate(self.spec))
+
+    def _incremental(self) -> membership.Plan:
+        """What the controller does: gather only the dirty and due names, unless everything is needed."""
+        selection = self._selection()
+        names: set[str] | None = None
+        if not self.planner.needs_all(selection):
+            names = self.dirty | self.planner.due(self.now)
+        self.dirty = set()
+        observed = membership.Observed.from_manifests(
+            namespaces=[
+                item
+                for item in self._namespace_manifests()
+                if names is None or item["metadata"]["name"] in names
+            ],
+            rolebindings=[
+                body for key, body in self.rolebindings.items() if names is None or key[0] in names
+            ],
+        )
+        return self.planner.plan(selection, observed, names=names, now=self.now)
 
     def _namespace_manifests(self) -> list[dict[str, Any]]:
         manifests = []
@@ -502,6 +533,10 @@ class World(RuleBasedStateMachine):
     # The grantee and the cluster ----------------------------------------------------------------------------
 
     @rule()
+    def discovery_restarts(self) -> None:
+        self.planner = membership.Planner(template=TEMPLATE, grace=GRACE)
+
+    @rule()
     def grantee_releases_draining_namespaces(self) -> None:
         if not self.grantee_up:
             return
@@ -528,6 +563,7 @@ class World(RuleBasedStateMachine):
                     self._delete(key)
                 if not any(key[0] == name for key in self.rolebindings):
                     del self.namespaces[name]
+                    self.dirty.add(name)
                     for key in [key for key in self.foreign if key[0] == name]:
                         del self.foreign[key]
 
@@ -537,11 +573,13 @@ class World(RuleBasedStateMachine):
     def user_creates_or_relabels_a_namespace(self, name: str, labels: dict[str, str]) -> None:
         state = self.namespaces.setdefault(name, {"labels": {}, "terminating": False})
         state["labels"] = dict(labels)
+        self.dirty.add(name)
 
     @rule(name=st.sampled_from(NAMES))
     def user_deletes_a_namespace(self, name: str) -> None:
         if name in self.namespaces:
             self.namespaces[name]["terminating"] = True
+            self.dirty.add(name)
 
     @rule(spec=SPECS)
     def user_edits_the_spec(self, spec: dict[str, Any]) -> None:
