@@ -99,7 +99,7 @@ class OperatorSettings(_Group):
         description="Image of the ToolHive proxy runner (ToolHive's TOOLHIVE_RUNNER_IMAGE).",
     )
     max_concurrent_reconciles: int = Field(
-        8, ge=1, le=256, description="Reconciles of different MCPServers that may run at once."
+        16, ge=1, le=256, description="Reconciles of different MCPServers that may run at once."
     )
     resync_seconds: float = Field(
         300.0,
