@@ -1,9 +1,9 @@
 """`make bench` = `python -m benchmarks`: every benchmark in turn, each bounded in time, printing tables.
 
 Order: tracing overhead (per span, then per reconcile pass), API efficiency, watch streams (kopf vs
-the multiplexer), onboarding/revocation latency (10, 100, 1000 member namespaces), scale (1000
-namespaces x 10 MCPServers). `--quick` runs small sizes (a few minutes in all); `--only NAME` runs
-one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
+the multiplexer), the loopback API's own CPU per request, onboarding/revocation latency (10, 100, 1000
+member namespaces), scale (1000 namespaces x 10 MCPServers). `--quick` runs small sizes (a few minutes
+in all); `--only NAME` runs one. Never part of `make test`; the numbers go into benchmarks/README.md by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from benchmarks import (
     _harness,
     bench_api_efficiency,
     bench_kopf_vs_multiplexer,
+    bench_loopback,
     bench_memory,
     bench_onboarding,
     bench_reconcile_tracing,
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "reconcile-tracing",
             "efficiency",
             "kopf-vs-multiplexer",
+            "loopback",
             "onboarding",
             "scale",
             "memory",
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("reconcile-tracing", lambda: bench_reconcile_tracing.main([])),
         ("efficiency", lambda: bench_api_efficiency.main([])),
         ("kopf-vs-multiplexer", lambda: bench_kopf_vs_multiplexer.main(["--sizes", "10"] if quick else [])),
+        ("loopback", lambda: bench_loopback.main(["--watches", "400"] if quick else [])),
         (
             "onboarding",
             lambda: bench_onboarding.main(
