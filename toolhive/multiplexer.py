@@ -160,7 +160,6 @@ _SLIM_METADATA: Final = (
     "uid",
     "resourceVersion",
     "generation",
-    "labels",
     "ownerReferences",
     "deletionTimestamp",
 )
@@ -178,7 +177,8 @@ def slim_mcpserver(obj: kube.Body) -> kube.Body:
 
 
 def slim_owned(obj: kube.Body) -> kube.Body:
-    """What the operator reads from a watched child: identity, ownership, replicas and status counters.
+    """What the operator reads from a watched child: identity, ownership, replicas and status counters
+    (labels: only the owner's name).
 
     A full Deployment costs ~18 KiB as Python objects; this keeps a few hundred bytes of JSON (the cache
     is compact). The apply layer confirms its own writes by resourceVersion and reads the full object
@@ -191,6 +191,9 @@ def slim_owned(obj: kube.Body) -> kube.Body:
         "kind": obj.get("kind"),
         "metadata": {key: meta[key] for key in _SLIM_METADATA if key in meta},
     }
+    owner_label = (meta.get("labels") or {}).get(constants.LABEL_TOOLHIVE_NAME)
+    if owner_label is not None:  # `_owner_name` falls back to it; no other label is read
+        slim["metadata"]["labels"] = {constants.LABEL_TOOLHIVE_NAME: owner_label}
     spec = obj.get("spec") or {}
     if "replicas" in spec:
         slim["spec"] = {"replicas": spec["replicas"]}
