@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from toolhive.testing import _patches
 
@@ -39,30 +39,45 @@ _IDENTITY = frozenset(
 
 
 def _item_key(key: str, item: Mapping[str, Any]) -> str:
-    return "k:" + json.dumps({key: item.get(key)}, sort_keys=True, separators=(",", ":"))
+    # = "k:" + json.dumps({key: value}, sort_keys=True, separators=(",", ":")), built without the dict.
+    value = item.get(key)
+    text = (
+        json.dumps(value) if type(value) is str else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    )
+    return f"k:{{{json.dumps(key)}:{text}}}"
+
+
+def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def paths(value: Any, strategy: _patches.Strategy, prefix: Path = ()) -> set[Path]:
+    if not _is_map(value) or not value:
+        return {prefix} if prefix else set()
     out: set[Path] = set()
-    if not isinstance(value, Mapping):
-        return {prefix} if prefix else out
-    if not value:
-        return {prefix} if prefix else out
+    _collect(value, strategy, prefix, out)
+    return out
+
+
+def _collect(value: Mapping[str, Any], strategy: _patches.Strategy, prefix: Path, out: set[Path]) -> None:
+    """`paths` of a non-empty map, added to `out` (one set for the whole walk, not one per level)."""
     for key, child in value.items():
         rule = strategy.get(key)
         here = (*prefix, key)
-        if isinstance(child, list) and isinstance(rule, tuple) and rule[0] == "key":
-            for item in child:
-                if isinstance(item, Mapping) and rule[1] in item:
-                    item_path = (*here, _item_key(rule[1], item))
-                    out |= paths(item, rule[2], item_path) or {item_path}
-        elif isinstance(child, list) and isinstance(rule, tuple) and rule[0] == "set":
-            out.update((*here, "v:" + json.dumps(v, sort_keys=True)) for v in child)
-        elif isinstance(child, Mapping) and child:
-            out |= paths(child, rule if isinstance(rule, Mapping) else {}, here)
+        if isinstance(child, list) and isinstance(rule, tuple):
+            if rule[0] == "key":
+                for item in child:
+                    if _is_map(item) and rule[1] in item:
+                        item_path = (*here, _item_key(rule[1], item))
+                        out |= paths(item, rule[2], item_path) or {item_path}
+                continue
+            if rule[0] == "set":
+                out.update((*here, "v:" + json.dumps(v, sort_keys=True)) for v in child)
+                continue
+        if child and _is_map(child):
+            _collect(child, rule if _is_map(rule) else {}, here, out)
         else:
             out.add(here)
-    return out
 
 
 def object_paths(obj: Mapping[str, Any], strategy: _patches.Strategy, *, status: bool) -> set[Path]:
@@ -74,6 +89,46 @@ def object_paths(obj: Mapping[str, Any], strategy: _patches.Strategy, *, status:
     if meta:
         body["metadata"] = meta
     return paths(body, strategy)
+
+
+class PathCache:
+    """`object_paths` of objects that are never mutated after the call (stored objects, apply
+    configurations) and decoded managedFields entries, remembered by identity: an object's paths as the
+    new side of its write are its paths as the old side of the next one, and an entry nobody changed
+    keeps its fieldsV1 dict from write to write. Holds a reference to each object, so an id is never
+    reused while cached; bounded (oldest forgotten first). One per store (its thread). Callers never
+    mutate what it returns."""
+
+    def __init__(self, *, size: int = 8192) -> None:
+        self._size = size
+        # (id, id of the strategy or 0, status) -> (object, strategy or None, paths[, canonical])
+        self._entries: dict[tuple[int, int, bool], tuple[Any, ...]] = {}
+
+    def object_paths(self, obj: Mapping[str, Any], strategy: _patches.Strategy, *, status: bool) -> set[Path]:
+        key = (id(obj), id(strategy), status)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is obj and hit[1] is strategy:
+            paths: set[Path] = hit[2]
+            return paths
+        found = object_paths(obj, strategy, status=status)
+        self._remember(key, (obj, strategy, found))
+        return found
+
+    def owned(self, fields: Mapping[str, Any]) -> tuple[set[Path], bool]:
+        """`decode(fields)` of a stored managedFields entry, and whether `encode` gives `fields` back."""
+        key = (id(fields), 0, False)
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is fields and hit[1] is None:
+            return hit[2], bool(hit[3])
+        decoded = decode(fields)
+        canonical = encode(decoded) == fields
+        self._remember(key, (fields, None, decoded, canonical))
+        return decoded, canonical
+
+    def _remember(self, key: tuple[int, int, bool], entry: tuple[Any, ...]) -> None:
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = entry
 
 
 def get(obj: Any, path: Path) -> Any:
@@ -149,6 +204,12 @@ def decode(fields: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
     return out
 
 
+def _owned(fields: Mapping[str, Any]) -> tuple[set[Path], bool]:
+    """Uncached `PathCache.owned`."""
+    decoded = decode(fields)
+    return decoded, encode(decoded) == fields
+
+
 def _entry_id(entry: Mapping[str, Any]) -> tuple[str, str, str]:
     return (entry.get("manager", ""), entry.get("operation", ""), entry.get("subresource", ""))
 
@@ -174,10 +235,15 @@ def apply(
     force: bool,
     strategy: _patches.Strategy,
     status: bool,
+    cache: PathCache | None = None,
 ) -> dict[str, Any]:
-    """Merge an apply configuration into `current` (or build a new object), honouring ownership."""
+    """Merge an apply configuration into `current` (or build a new object), honouring ownership.
+
+    With `cache`, `config` must not change afterwards (its paths are remembered)."""
     managed = list((current or {}).get("metadata", {}).get("managedFields") or [])
-    applied = object_paths(config, strategy, status=status)
+    paths_of = cache.object_paths if cache is not None else object_paths
+    owned_of = cache.owned if cache is not None else _owned
+    applied = paths_of(config, strategy, status=status)
     me = (manager, "Apply", "status" if status else "")
     result: dict[str, Any] = _patches.clone(current) if current is not None else {}
     if current is not None:
@@ -185,7 +251,7 @@ def apply(
         for entry in managed:
             if _entry_id(entry) == me:
                 continue
-            theirs = decode(entry.get("fieldsV1") or {})
+            theirs = owned_of(entry.get("fieldsV1") or {})[0]
             for path in sorted(applied & theirs):
                 if get(config, path) != get(current, path):
                     conflicts.append((entry.get("manager", ""), path))
@@ -194,7 +260,7 @@ def apply(
         mine_before: set[Path] = set()
         others: set[Path] = set()
         for entry in managed:
-            owned = decode(entry.get("fieldsV1") or {})
+            owned = owned_of(entry.get("fieldsV1") or {})[0]
             if _entry_id(entry) == me:
                 mine_before = owned
             else:
@@ -217,13 +283,19 @@ def record(
     status: bool,
     now: str,
     applied: Mapping[str, Any] | None = None,
+    cache: PathCache | None = None,
 ) -> None:
-    """Update `new.metadata.managedFields` for a write by `manager` (in place)."""
+    """Update `new.metadata.managedFields` for a write by `manager` (in place).
+
+    With `cache`, `old`, `applied` and every field of `new` but managedFields and server-set identity
+    (uid, resourceVersion, timestamps) must not change afterwards."""
     entries = [dict(e) for e in (old or {}).get("metadata", {}).get("managedFields") or []]
-    old_paths = object_paths(old, strategy, status=status) if old else set()
-    new_paths = object_paths(new, strategy, status=status)
+    paths_of = cache.object_paths if cache is not None else object_paths
+    owned_of = cache.owned if cache is not None else _owned
+    old_paths = paths_of(old, strategy, status=status) if old else set()
+    new_paths = paths_of(new, strategy, status=status)
     if applied is not None:
-        mine = object_paths(applied, strategy, status=status) & new_paths
+        mine = paths_of(applied, strategy, status=status) & new_paths
     else:
         mine = {p for p in new_paths if old is None or get(old, p) != get(new, p)}
     me = (manager, operation, "status" if status else "")
@@ -231,22 +303,20 @@ def record(
     kept: list[dict[str, Any]] = []
     found = False
     for entry in entries:
-        owned = decode(entry.get("fieldsV1") or {})
+        before, canonical = owned_of(entry.get("fieldsV1") or {})
+        owned = before
         if _entry_id(entry) == me:
             found = True
-            owned = (owned - removed) | mine if operation == "Update" else mine
+            owned = (owned - removed) | mine if operation == "Update" else set(mine)
         elif (entry.get("subresource", "") == "status") == status:
             owned = owned - removed - (mine if operation == "Update" or applied is not None else set())
             if applied is not None:
                 # Forced or equal-valued fields: an apply shares equal values, takes the rest.
-                owned |= {
-                    p
-                    for p in decode(entry.get("fieldsV1") or {}) & mine
-                    if old and get(old, p) == get(new, p)
-                }
+                owned |= {p for p in before & mine if old and get(old, p) == get(new, p)}
         if not owned:
             continue
-        fields = encode(owned)
+        # An unchanged, canonically encoded set keeps its dict (encoding it again gives an equal one).
+        fields = entry["fieldsV1"] if canonical and owned == before else encode(owned)
         if fields != entry.get("fieldsV1") or _entry_id(entry) == me:
             entry["fieldsV1"] = fields
             entry["time"] = now
