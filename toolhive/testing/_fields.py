@@ -47,8 +47,12 @@ def _item_key(key: str, item: Mapping[str, Any]) -> str:
     return f"k:{{{json.dumps(key)}:{text}}}"
 
 
+_NOT_MAPS = frozenset({str, int, float, bool, list, tuple, type(None)})
+
+
 def _is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
-    return type(value) is dict or isinstance(value, Mapping)
+    kind = type(value)  # the exact types first: an ABC isinstance check is slow for every leaf
+    return kind is dict or (kind not in _NOT_MAPS and isinstance(value, Mapping))
 
 
 def paths(value: Any, strategy: _patches.Strategy, prefix: Path = ()) -> set[Path]:
@@ -181,13 +185,23 @@ def remove(obj: Any, path: Path) -> None:
 
 
 def encode(owned: Iterable[Path]) -> dict[str, Any]:
-    root: dict[str, Any] = {}
-    for path in sorted(owned):
-        node = root
+    """FieldsV1 of a set of paths; each level's keys in the order of their path parts (as sorting the
+    paths would give them, at the cost of sorting each level's keys only)."""
+    tree: dict[str, Any] = {}
+    for path in owned:
+        node = tree
         for part in path:
-            key = part if part.startswith(("k:", "v:")) else "f:" + part
-            node = node.setdefault(key, {})
-    return root
+            node = node.setdefault(part, {})
+    return _encode_level(tree)
+
+
+def _encode_level(tree: dict[str, Any]) -> dict[str, Any]:
+    return {
+        (part if part.startswith(("k:", "v:")) else "f:" + part): _encode_level(tree[part])
+        if tree[part]
+        else {}
+        for part in sorted(tree)
+    }
 
 
 def decode(fields: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
