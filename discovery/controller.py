@@ -476,7 +476,7 @@ class Controller:
     async def _publish(self) -> bool:
         """Status first (the latest plan's, when it differs from what is stored), then the queued Events.
 
-        False when the status could not be written (it stays queued, unless a newer plan replaced it).
+        False when the status could not be written.
         """
         published = True
         pending, self._unpublished = self._unpublished, None
@@ -490,7 +490,8 @@ class Controller:
             except kube.ApiError as error:
                 log.warning("could not publish status of %s: %s", self.ctx.config.name, error)
                 published = False
-                if self._unpublished is None:
+                # Retried later, unless a newer plan replaced it meanwhile or the object is gone.
+                if self._unpublished is None and error.status != 404:
                     self._unpublished = pending
             else:
                 if written is not None:
