@@ -160,6 +160,7 @@ _SLIM_METADATA: Final = (
     "uid",
     "resourceVersion",
     "generation",
+    "labels",
     "ownerReferences",
     "deletionTimestamp",
 )
@@ -177,8 +178,9 @@ def slim_mcpserver(obj: kube.Body) -> kube.Body:
 
 
 def slim_owned(obj: kube.Body) -> kube.Body:
-    """What the operator reads from a watched child: identity, ownership, replicas and status counters
-    (labels: only the owner's name).
+    """What the operator reads from a watched child: identity, labels, ownership, replicas and status
+    counters (the apply layer confirms a child whose status alone moved from its generation, labels and
+    ownerReferences, so those stay).
 
     A full Deployment costs ~18 KiB as Python objects; this keeps a few hundred bytes of JSON (the cache
     is compact). The apply layer confirms its own writes by resourceVersion and reads the full object
@@ -191,9 +193,6 @@ def slim_owned(obj: kube.Body) -> kube.Body:
         "kind": obj.get("kind"),
         "metadata": {key: meta[key] for key in _SLIM_METADATA if key in meta},
     }
-    owner_label = (meta.get("labels") or {}).get(constants.LABEL_TOOLHIVE_NAME)
-    if owner_label is not None:  # `_owner_name` falls back to it; no other label is read
-        slim["metadata"]["labels"] = {constants.LABEL_TOOLHIVE_NAME: owner_label}
     spec = obj.get("spec") or {}
     if "replicas" in spec:
         slim["spec"] = {"replicas": spec["replicas"]}

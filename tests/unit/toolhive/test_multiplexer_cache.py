@@ -32,7 +32,7 @@ def deployment() -> dict[str, Any]:
     }
 
 
-def test_a_slim_child_keeps_identity_ownership_the_owner_label_replicas_and_status_counters_only() -> None:
+def test_a_slim_child_keeps_identity_labels_ownership_replicas_and_status_counters_only() -> None:
     slim = multiplexer.slim_owned(deployment())
     assert slim == {
         "apiVersion": "apps/v1",
@@ -43,7 +43,7 @@ def test_a_slim_child_keeps_identity_ownership_the_owner_label_replicas_and_stat
             "uid": "u1",
             "resourceVersion": "7",
             "generation": 3,
-            "labels": {constants.LABEL_TOOLHIVE_NAME: "fetch"},
+            "labels": {constants.LABEL_TOOLHIVE: "true", constants.LABEL_TOOLHIVE_NAME: "fetch", "team": "a"},
             "ownerReferences": [{"kind": constants.MCPSERVER_KIND, "name": "fetch", "controller": True}],
         },
         "spec": {"replicas": 1},
