@@ -106,7 +106,16 @@ def _report(*, import_rss: float, base_rss: float, trace: int) -> dict[str, Any]
         "entries": sum(len(a._applied) for a in appliers),
         "bytes": sum(deep_size(a._applied, set()) for a in appliers),
     }
+    # Other per-object state of the reconcile side, by attribute (whatever containers it holds now).
+    others: dict[str, float] = {}
+    for owner in [*appliers, *(o for o in gc.get_objects() if type(o).__name__ == "Snapshots")]:
+        for attribute, value in vars(owner).items():
+            if attribute != "_applied" and isinstance(value, dict | list | set) and value:
+                name = f"{type(owner).__name__}.{attribute}"
+                others[name] = others.get(name, 0) + deep_size(value, set())
+    report["other_state"] = others
     report["queue_bytes"] = sum(deep_size(mux.queue, set()) for mux in muxes)
+    report["queue_keys"] = sum(mux.queue.depth for mux in muxes)
     report["tasks"] = len(asyncio.all_tasks())
     return report
 
@@ -241,7 +250,11 @@ def render(report: dict[str, Any]) -> str:
             "apply cache (toolhive/apply.py)",
             f"{apply_cache['entries']} entries, {apply_cache['bytes'] / mib:.1f} MiB, {per_entry:.0f} B each",
         ),
-        ("work queue", f"{report['queue_bytes'] / mib:.2f} MiB"),
+        *(
+            (f"  {name}", f"{size / mib:.1f} MiB")
+            for name, size in sorted(report.get("other_state", {}).items(), key=lambda item: -item[1])
+        ),
+        ("work queue", f"{report['queue_bytes'] / mib:.2f} MiB, {report.get('queue_keys', 0)} keys queued"),
         ("watches (one connection and one task each)", f"{report['watches']}; {report['tasks']} tasks"),
         (
             "RSS not in caches, per watch (upper bound: connections, tasks, fragmentation)",
