@@ -27,6 +27,7 @@ Handler = Callable[[EventType, kube.Body], None]
 Key = tuple[str, str]
 
 log = logging.getLogger(__name__)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)  # one, not one per json.dumps
 
 
 def key_of(obj: kube.Body) -> Key:
@@ -167,7 +168,7 @@ class Informer:
                 self.handler(kind, obj)
 
     def _encode(self, obj: kube.Body) -> Any:
-        return json.dumps(obj, separators=(",", ":")).encode() if self.compact else obj
+        return _ENCODER.encode(obj).encode() if self.compact else obj
 
 
 def strip_managed_fields(obj: kube.Body) -> kube.Body:
