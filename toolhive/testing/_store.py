@@ -223,6 +223,7 @@ class Store:
         self._rbac_version = 0
         self._rbac_cluster_version = 0
         self._rbac_namespace_versions: dict[str, int] = {}
+        self._paths = _fields.PathCache()
         self._strategies: dict[tuple[str, str, str], tuple[Mapping[str, Any], _patches.Strategy]] = {}
         for rt in _resources.BUILTINS:
             self.register(rt)
@@ -681,6 +682,7 @@ class Store:
             status=status_write,
             now=now(),
             applied=applied,
+            cache=self._paths,
         )
         if old is not None and _without_volatile(new) == _without_volatile(old):
             return view(old, rt)  # a no-op write changes nothing, not even the resourceVersion
@@ -920,6 +922,7 @@ class Store:
                 force=force,
                 strategy=strategy,
                 status=status_write,
+                cache=self._paths,
             )
         except _fields.ApplyConflict as exc:
             lines = [

@@ -48,6 +48,7 @@ from toolhive.testing import _authz, _faults, _resources, _selectors, _store, _t
 T = TypeVar("T")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _JSON = "application/json"
+_TICK = b"tick"  # queued by a watch stream's timer (compared by identity: never a real event line)
 _LOGGED = web.RequestKey("loopback_logged", bool)  # already in the request log
 _ATTRS = web.RequestKey("loopback_attrs", _authz.RequestAttributes)  # its authorization attributes
 _PATCH_TYPES = (
@@ -1081,38 +1082,52 @@ class LoopbackApi:
         timeout: float,
         bookmarks: bool,
     ) -> None:
+        """Stream queued events until the queue's end (None) or the timeout; BOOKMARKs when allowed.
+
+        One wait per item: a timer puts a tick into the queue at the next bookmark time or the deadline
+        (a per-item `asyncio.wait` with a timeout cost more than the event itself with thousands of watches).
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         queue = watcher.queue
-        # One pending get() at a time, never cancelled while an item may be in it (so none is lost).
-        getter: asyncio.Future[bytes | None] | None = None
+        interval = self.bookmark_interval
+
+        def arm() -> asyncio.TimerHandle:
+            when = min(deadline, loop.time() + interval) if bookmarks else deadline
+            return loop.call_at(when, queue.put_nowait, _TICK)
+
+        timer = arm()
         try:
             while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                if getter is None:
-                    getter = asyncio.ensure_future(queue.get())
-                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
-                done, _ = await asyncio.wait({getter}, timeout=wait)
-                if not done:
-                    if bookmarks and loop.time() < deadline:
-                        await response.write(self._bookmark(rt))
-                    continue
-                item, getter = getter.result(), None
+                item = await queue.get()
                 chunks: list[bytes] = []
-                while item is not None:
-                    chunks.append(item)
-                    item = queue.get_nowait() if not queue.empty() else b""
-                    if item == b"":
+                ticked = False
+                while True:
+                    if item is None:
+                        if chunks:
+                            await response.write(b"".join(chunks))
+                        return
+                    if item is _TICK:
+                        ticked = True
+                    else:
+                        chunks.append(item)
+                    if queue.empty():
                         break
+                    item = queue.get_nowait()
+                if ticked:
+                    if loop.time() >= deadline:
+                        if chunks:
+                            await response.write(b"".join(chunks))
+                        return
+                    if bookmarks and not chunks:
+                        # Only an idle stream gets one; every event queued before it is written first
+                        # (the queue is empty), so its resourceVersion never runs ahead of them.
+                        chunks.append(self._bookmark(rt))
+                    timer = arm()
                 if chunks:
                     await response.write(b"".join(chunks))
-                if item is None:
-                    return
         finally:
-            if getter is not None:
-                getter.cancel()
+            timer.cancel()
 
 
 def serve_until_interrupted(*, port: int = 0, kubeconfig_path: str | None = None, tls: bool = True) -> int:
