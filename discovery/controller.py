@@ -126,6 +126,9 @@ class Controller:
         self._written: dict[Key, kube.Body] = {}
         self._deleted: dict[Key, str] = {}
         self._written_discovery: kube.Body | None = None
+        # Bindings being written right now, and the latest event about each that arrived meanwhile.
+        self._writing: set[Key] = set()
+        self._held: dict[Key, tuple[informer.EventType, kube.Body]] = {}
         # What the publisher writes next: the latest plan's status (with the object it was planned from),
         # then the Events queued since (bounded by the writes of the passes in between).
         self._unpublished: tuple[kube.Body, membership.Plan] | None = None
@@ -178,6 +181,10 @@ class Controller:
 
     def _on_binding(self, event: informer.EventType, obj: kube.Body) -> None:
         key = informer.key_of(obj)
+        if key in self._writing:
+            # Our write there is still waiting for its answer, which tells whether this is its echo.
+            self._held[key] = (event, obj)
+            return
         written = self._written.get(key)
         if event != "DELETED" and written is not None and _version(written) == _version(obj) >= 0:
             # The echo of our own write: its namespace was planned with exactly this object already.
@@ -191,6 +198,8 @@ class Controller:
             ):
                 del self._deleted[key]
             return
+        if event != "DELETED" and self._delivered_twice(key, obj):
+            return
         self._mark(key[0])
 
     def _on_discovery(self, event: informer.EventType, obj: kube.Body) -> None:
@@ -202,6 +211,11 @@ class Controller:
     def _mark(self, namespace: str) -> None:
         self._dirty.add(namespace)
         self._wake.set()
+
+    def _delivered_twice(self, key: Key, obj: kube.Body) -> bool:
+        """Both binding informers hold this very version: the other one's event has been handled already."""
+        copies = [cache.get(key[1], namespace=key[0]) for cache in (self.managed, self.named)]
+        return all(copy is not None and _version(copy) == _version(obj) >= 0 for copy in copies)
 
     def _holders(self, key: Key) -> tuple[informer.Informer, ...]:
         """The caches that hold our binding `key`: the managed one, and the named one for the grant's name."""
@@ -427,13 +441,20 @@ class Controller:
             for action in plan.actions:
                 if action.namespace in failed:
                     continue  # it failed earlier in this pass: the next pass retries, after a backoff
-                outcome = await self.grants.apply(
-                    action,
-                    decision=plan.decisions.get(action.namespace),
-                    parent=self._parents.get(action.namespace),
-                    involved=by_name.get(action.namespace),
-                )
+                key = (action.namespace, action.name)
+                self._writing.add(key)
+                try:
+                    outcome = await self.grants.apply(
+                        action,
+                        decision=plan.decisions.get(action.namespace),
+                        parent=self._parents.get(action.namespace),
+                        involved=by_name.get(action.namespace),
+                    )
+                finally:
+                    self._writing.discard(key)
                 self._remember(outcome)
+                if (held := self._held.pop(key, None)) is not None:
+                    self._on_binding(*held)
                 outcomes.append(outcome)
                 if outcome.done:
                     self._announcements.append(functools.partial(self.grants.announce, outcome))

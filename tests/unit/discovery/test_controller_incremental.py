@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from discovery import config as discovery_config
-from discovery import controller, kube
+from discovery import constants, controller, kube
 from toolhive.testing import LoopbackApi
 
 REPO = Path(__file__).parents[3]
@@ -33,6 +33,7 @@ CONFIG = discovery_config.Config(
 )
 EXISTING = 40
 ONBOARDINGS = 15
+REVOCATIONS = 5
 
 
 async def poll(check: Callable[[], Awaitable[bool] | bool], *, what: str, timeout: float = 10) -> None:
@@ -75,7 +76,7 @@ async def label(api: kube.Api, name: str, value: str | None) -> None:
 
 
 def test_label_changes_replan_one_namespace_each_and_own_echoes_wake_no_pass(tmp_path: Path) -> None:
-    async def scenario(api: kube.Api) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    async def scenario(api: kube.Api) -> dict[str, collections.Counter[str]]:
         await install(api)
         for i in range(EXISTING + ONBOARDINGS):
             labels = {LABEL: "true"} if i < EXISTING else {}
@@ -88,27 +89,51 @@ def test_label_changes_replan_one_namespace_each_and_own_echoes_wake_no_pass(tmp
         found = controller.Controller(controller.Context(api=api, config=CONFIG))
         stop = asyncio.Event()
         running = asyncio.create_task(found.run(stop))
+        counted: dict[str, collections.Counter[str]] = {}
+
+        def since(before: collections.Counter[str]) -> collections.Counter[str]:
+            delta = collections.Counter(found.stats)
+            delta.subtract(before)
+            return delta
 
         async def members(count: int) -> bool:
             return (await status(api)).get("memberCount") == count
 
+        async def grant(namespace: str) -> kube.Body | None:
+            return await api.get_or_none(kube.ROLEBINDINGS, CONFIG.rolebinding_name, namespace=namespace)
+
+        async def draining(namespace: str) -> bool:
+            binding = await grant(namespace) or {}
+            annotations = binding.get("metadata", {}).get("annotations") or {}
+            return constants.DRAINING_ANNOTATION in annotations
+
         try:
             await poll(lambda: members(EXISTING), what="the existing members")
-            settled = collections.Counter(found.stats)
+            before = collections.Counter(found.stats)
             for i in range(EXISTING, EXISTING + ONBOARDINGS):
                 await label(api, f"ns-{i}", "true")
                 await poll(lambda i=i: members(i + 1), what=f"ns-{i} a member")
-            onboarded = collections.Counter(found.stats)
-            onboarded.subtract(settled)
-            await api.patch(RESOURCE, CONFIG.name, {"spec": {"namespaces": ["ns-0"]}})
-            await poll(lambda: members(EXISTING + ONBOARDINGS), what="membership after the spec change")
-            await poll(lambda: found.stats["full plans"] >= 2, what="a full plan")
-            return onboarded, found.stats
+            counted["onboarded"] = since(before)
+            before = collections.Counter(found.stats)
+            for i in range(EXISTING, EXISTING + REVOCATIONS):
+                namespace = f"ns-{i}"
+                await label(api, namespace, None)
+                await poll(lambda namespace=namespace: draining(namespace), what=f"{namespace} draining")
+                released = {"metadata": {"annotations": {constants.RELEASED_ANNOTATION: "true"}}}
+                await api.patch(kube.ROLEBINDINGS, CONFIG.rolebinding_name, released, namespace=namespace)
+                await poll(lambda namespace=namespace: _none(grant(namespace)), what=f"{namespace} revoked")
+            counted["revoked"] = since(before)
+            left = EXISTING + ONBOARDINGS - REVOCATIONS
+            await api.patch(RESOURCE, CONFIG.name, {"spec": {"denyNamespaces": ["ns-0"]}})
+            await poll(lambda: draining("ns-0"), what="ns-0 denied by the new spec")
+            await poll(lambda: members(left - 1), what="membership after the spec change")
+            counted["total"] = collections.Counter(found.stats)
+            return counted
         finally:
             stop.set()
             await asyncio.wait_for(running, timeout=10)
 
-    async def main() -> tuple[collections.Counter[str], collections.Counter[str]]:
+    async def main() -> dict[str, collections.Counter[str]]:
         with LoopbackApi(rbac=False) as loopback:
             kubeconfig = loopback.write_kubeconfig(tmp_path / "kubeconfig")
             api = await kube.Api.connect(kubeconfig=str(kubeconfig))
@@ -117,13 +142,21 @@ def test_label_changes_replan_one_namespace_each_and_own_echoes_wake_no_pass(tmp
             finally:
                 await api.close()
 
-    onboarded, total = asyncio.run(main())
-    # One pass per label change; an echo of a grant or status write (three per onboarding) would add more.
+    counted = asyncio.run(main())
+    onboarded, revoked = counted["onboarded"], counted["revoked"]
+    # One pass per label change; each echo of a grant or status write (three per onboarding) would add one.
     assert onboarded["passes"] <= ONBOARDINGS + 2, onboarded
-    assert onboarded["full plans"] == 0
     # Each pass plans its one namespace, then once more to confirm the grant it wrote.
     assert onboarded["namespaces planned"] <= 2 * onboarded["passes"], onboarded
-    assert total["full plans"] == 2, "the first pass and the spec change"
+    # Two passes per revocation (the label removed, then the release); the echoes of the draining mark, the
+    # finalizer removal and the delete add none.
+    assert revoked["passes"] <= 2 * REVOCATIONS + 2, revoked
+    assert onboarded["full plans"] == revoked["full plans"] == 0
+    assert counted["total"]["full plans"] == 2, "the first pass and the spec change"
+
+
+async def _none(found: Awaitable[kube.Body | None]) -> bool:
+    return await found is None
 
 
 def test_a_periodic_full_resync_replans_everything(tmp_path: Path) -> None:
