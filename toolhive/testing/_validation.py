@@ -7,9 +7,10 @@ problem strings (empty when valid); `FieldError` carries one `field: Type: detai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -57,6 +58,18 @@ def forbidden(field: str, detail: str) -> FieldError:
     return FieldError(field, "FieldValueForbidden", f"Forbidden: {detail}")
 
 
+def _remembered(check: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """A string format check, answered from a bounded cache: the same names, label keys and values come
+    back on every write of an object (each caller gets its own list)."""
+    cached = functools.lru_cache(maxsize=16384)(lambda value: tuple(check(value)))
+
+    @functools.wraps(check)
+    def wrapper(value: str) -> list[str]:
+        return list(cached(value)) if type(value) is str else check(value)
+
+    return wrapper
+
+
 def _format_errors(value: str, *, limit: int, pattern: str, explanation: str) -> list[str]:
     """The two checks every Kubernetes name format makes: a length limit and a regex."""
     out = []
@@ -67,6 +80,7 @@ def _format_errors(value: str, *, limit: int, pattern: str, explanation: str) ->
     return out
 
 
+@_remembered
 def dns1123_label_errors(value: str) -> list[str]:
     return _format_errors(
         value,
@@ -77,6 +91,7 @@ def dns1123_label_errors(value: str) -> list[str]:
     )
 
 
+@_remembered
 def dns1123_subdomain_errors(value: str) -> list[str]:
     return _format_errors(
         value,
@@ -87,6 +102,7 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
     )
 
 
+@_remembered
 def dns1035_label_errors(value: str) -> list[str]:
     return _format_errors(
         value,
@@ -114,6 +130,7 @@ NAME_RULES = {
 }
 
 
+@_remembered
 def qualified_name_errors(value: str) -> list[str]:
     """Label and annotation keys: optional DNS-subdomain prefix, '/', and a 63-character name."""
     prefix, slash, name = value.rpartition("/")
@@ -136,6 +153,7 @@ def qualified_name_errors(value: str) -> list[str]:
     return out
 
 
+@_remembered
 def label_value_errors(value: str) -> list[str]:
     return _format_errors(
         value,
