@@ -32,6 +32,7 @@ grantee may need this very grant to remove its own finalizers once it is back.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
@@ -313,7 +314,8 @@ class Planner:
         self._selection: policy.SelectorPolicy | None = None
         self._plans: dict[str, NamespacePlan] = {}
         self._decisions: dict[str, policy.Decision] = {}
-        self._phases: dict[Phase, set[str]] = {phase: set() for phase in Phase if phase is not Phase.ABSENT}
+        # Names per published phase, each kept sorted (bisect), so publishing needs no sort.
+        self._phases: dict[Phase, list[str]] = {phase: [] for phase in Phase if phase is not Phase.ABSENT}
         self._acting: dict[str, tuple[Action, ...]] = {}
         self._conflicts: dict[str, Conflict] = {}
         self._deadlines: dict[str, datetime] = {}
@@ -372,9 +374,9 @@ class Planner:
             )
         if self._membership is None:
             self._membership = Membership(
-                members=tuple(sorted(self._phases[Phase.MEMBER])),
-                pending=tuple(sorted(self._phases[Phase.PENDING])),
-                draining=tuple(sorted(self._phases[Phase.DRAINING])),
+                members=tuple(self._phases[Phase.MEMBER]),
+                pending=tuple(self._phases[Phase.PENDING]),
+                draining=tuple(self._phases[Phase.DRAINING]),
             )
         conflicts = tuple(self._conflicts[name] for name in sorted(self._conflicts))
         return Plan(
@@ -411,10 +413,11 @@ class Planner:
         before = self._plans.pop(name, None)
         if before is not None and before.phase is not plan.phase:
             if before.phase is not Phase.ABSENT:
-                self._phases[before.phase].discard(name)
+                names = self._phases[before.phase]
+                del names[bisect.bisect_left(names, name)]
             self._membership = None
         if plan.phase is not Phase.ABSENT and (before is None or before.phase is not plan.phase):
-            self._phases[plan.phase].add(name)
+            bisect.insort(self._phases[plan.phase], name)
             self._membership = None
         _set(self._decisions, name, plan.decision)
         _set(self._acting, name, plan.actions or None)
