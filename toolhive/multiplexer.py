@@ -132,6 +132,8 @@ class Multiplexer:
 
     def _handler(self, res: kube.Resource, served: _Served) -> informer.Handler:
         kind = res.kind.lower()
+        # One shared Trigger per event type: a queued key keeps up to 16, and thousands may be queued.
+        triggers = {event: Trigger(f"{kind}.{event.lower()}") for event in ("ADDED", "MODIFIED", "DELETED")}
 
         def handle(event: informer.EventType, obj: kube.Body) -> None:
             meta = obj.get("metadata") or {}
@@ -141,8 +143,10 @@ class Multiplexer:
             name = meta.get("name") if res is resources.MCPSERVERS else _owner_name(obj)
             if not name:
                 return
-            link = served.link if event == "ADDED" else None
-            self.queue.add((namespace, str(name)), Trigger(f"{kind}.{event.lower()}", link))
+            trigger = triggers[event]
+            if event == "ADDED" and served.link is not None:
+                trigger = Trigger(trigger.reason, served.link)
+            self.queue.add((namespace, str(name)), trigger)
 
         return handle
 
