@@ -5,8 +5,8 @@ Times each `reconcile.process` call exactly as the work queue makes it, against 
 in a thread of this process:
 
 - no-op pass: a converged MCPServer whose objects are all cached; zero API calls (checked);
-- create pass: a new MCPServer whose children are all created (17 API calls, the loopback server's time
-  included, so it is the realistic denominator).
+- create pass: a new MCPServer whose children are all created (10 API calls in 5 round trips, the
+  loopback server's time included, so it is the realistic denominator).
 
 The reconciler's tracers follow OpenTelemetry's global provider, which can be set once per process; so
 the global provider here is a switch, and the modes take turns (pass by pass for create passes, ten at a
