@@ -185,6 +185,10 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         self._warned: set[tuple[str, str, int]] = set()
+        # Requests beyond the pool wait here, before aiohttp allocates a request, a response and their
+        # buffers for each: a cold start's thousands of concurrent lists otherwise peak at ~10 KiB each,
+        # and the heap stays that large (measured: 14 -> 7 KiB of RSS per served watch at 2000).
+        self._gate = asyncio.Semaphore(POOL_SIZE)
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -459,17 +463,18 @@ class Api:
             while True:
                 error_type = ""
                 try:
-                    headers = await self._headers(content_type if data is not None else None)
-                    async with self._session.request(method, url, data=data, headers=headers) as resp:
-                        span.set_attribute("http.response.status_code", resp.status)
-                        if self.on_response:
-                            self.on_response(verb, res.plural, resp.status)
-                        if resp.status < 400:
-                            return dict(await resp.json(content_type=None))
-                        if resp.status == 404 and missing_ok:
-                            return None
-                        error = await _error(resp)
-                        error_type = str(resp.status)
+                    async with self._gate:  # waits before aiohttp builds anything (a burst stays cheap)
+                        headers = await self._headers(content_type if data is not None else None)
+                        async with self._session.request(method, url, data=data, headers=headers) as resp:
+                            span.set_attribute("http.response.status_code", resp.status)
+                            if self.on_response:
+                                self.on_response(verb, res.plural, resp.status)
+                            if resp.status < 400:
+                                return dict(await resp.json(content_type=None))
+                            if resp.status == 404 and missing_ok:
+                                return None
+                            error = await _error(resp)
+                            error_type = str(resp.status)
                 except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                     error = ApiError(503, {"reason": "ConnectionError", "message": repr(exc)})
                     error_type = type(exc).__qualname__  # no response: the conventions want the exception
