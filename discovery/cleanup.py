@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -69,8 +70,15 @@ async def cleanup(
     while True:
         now = clock()
         if lease is not None and (renewed_at is None or now - renewed_at >= lease.renew_seconds):
-            report.lease_held = await _hold_lease(api, lease, hold_seconds=max(timeout_seconds, 60.0))
+            hold = await _hold_lease(api, lease, hold_seconds=max(timeout_seconds, 60.0))
+            report.lease_held = hold is not Hold.MISSED
             renewed_at = now
+            if hold is Hold.TAKEN:
+                # The deposed leader acts until its next renewal finds another holder, and that renewal
+                # ends within its renew deadline: draining marks published earlier could be undone.
+                log.info("waiting %.1fs for the deposed discovery leader to stand down", lease.renew_deadline)
+                await asyncio.sleep(lease.renew_deadline)
+                continue
         left = await _managed(api, config)
         await _publish(api, config, draining=sorted(left))
         if not left:
@@ -192,7 +200,15 @@ async def _ignore_moved(write: Any) -> bool:
     return True
 
 
-async def _hold_lease(api: kube.Api, lease: leader.LeaseConfig, *, hold_seconds: float) -> bool:
+class Hold(enum.Enum):
+    """What one attempt to hold discovery's Lease did."""
+
+    KEPT = "kept"  # created, or already ours
+    TAKEN = "taken"  # another identity held it
+    MISSED = "missed"  # raced or refused: the next round tries again
+
+
+async def _hold_lease(api: kube.Api, lease: leader.LeaseConfig, *, hold_seconds: float) -> Hold:
     """Take discovery's Lease whoever holds it (the leader then stops at its next renewal), for
     `hold_seconds`. After an aborted uninstall discovery resumes once the hold expires and converges."""
     now = leader.micro_time()
@@ -213,23 +229,24 @@ async def _hold_lease(api: kube.Api, lease: leader.LeaseConfig, *, hold_seconds:
                 "spec": spec,
             }
             await api.create(kube.LEASES, body, namespace=lease.namespace)
-            return True
+            return Hold.KEPT
         old = current.get("spec") or {}
         transitions = int(old.get("leaseTransitions") or 0)
-        if old.get("holderIdentity") == lease.identity:
+        holder = old.get("holderIdentity")
+        if holder == lease.identity:
             spec["acquireTime"] = old.get("acquireTime") or now
             spec["leaseTransitions"] = transitions
         else:
             spec["leaseTransitions"] = transitions + 1
-            log.info("taking lease %s from %r", lease.name, old.get("holderIdentity"))
+            log.info("taking lease %s from %r", lease.name, holder)
         current["spec"] = spec
         await api.replace(kube.LEASES, current)
-        return True
+        return Hold.KEPT if holder in (lease.identity, None, "") else Hold.TAKEN
     except kube.ApiError as error:
         if error.status in (404, 409):
-            return False  # raced with a renewal: the next round tries again
+            return Hold.MISSED  # raced with a renewal: the next round tries again
         log.warning("cannot hold lease %s (discovery may re-grant meanwhile): %s", lease.name, error)
-        return False
+        return Hold.MISSED
 
 
 async def _give_back(api: kube.Api, lease: leader.LeaseConfig) -> None:
