@@ -110,7 +110,8 @@ def _report(*, import_rss: float, base_rss: float, trace: int) -> dict[str, Any]
     others: dict[str, float] = {}
     for owner in [*appliers, *(o for o in gc.get_objects() if type(o).__name__ == "Snapshots")]:
         for attribute, value in vars(owner).items():
-            if attribute != "_applied" and isinstance(value, dict | list | set) and value:
+            container = isinstance(value, dict | list | set) or hasattr(value, "maxsize")  # cachetools
+            if attribute != "_applied" and container and len(value):
                 name = f"{type(owner).__name__}.{attribute}"
                 others[name] = others.get(name, 0) + deep_size(value, set())
     report["other_state"] = others
@@ -224,7 +225,8 @@ def render(report: dict[str, Any]) -> str:
     rest = (
         report["rss_mib"]
         - report["rss_after_imports_mib"]
-        - (cached + report["apply_cache"]["bytes"] + report["queue_bytes"]) / mib
+        - (cached + report["apply_cache"]["bytes"] + sum(report.get("other_state", {}).values())) / mib
+        - report["queue_bytes"] / mib
     )
     rows: list[tuple[str, str]] = [
         ("operator RSS now / peak (VmHWM)", f"{report['rss_mib']:.0f} / {report['hwm_mib']:.0f} MiB"),
@@ -257,7 +259,7 @@ def render(report: dict[str, Any]) -> str:
         ("work queue", f"{report['queue_bytes'] / mib:.2f} MiB, {report.get('queue_keys', 0)} keys queued"),
         ("watches (one connection and one task each)", f"{report['watches']}; {report['tasks']} tasks"),
         (
-            "RSS not in caches, per watch (upper bound: connections, tasks, fragmentation)",
+            "RSS in none of the above, per watch (upper bound: connections, tasks, fragmentation)",
             f"{rest:.0f} MiB, {rest * mib / watches / 1024:.1f} KiB per watch",
         ),
     ]
