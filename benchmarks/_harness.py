@@ -174,11 +174,14 @@ class Bench:
         """Open watch streams by resource plural (the loopback API's own count)."""
         return self.loopback.open_watches()
 
+    def api_pid(self) -> int | None:
+        """The loopback API's process; None when it runs in this process."""
+        return self.loopback.pid if isinstance(self.loopback, remote.LoopbackProcess) else None
+
     def api_cpu_seconds(self) -> float | None:
         """CPU used so far by the loopback API's process; None when it runs in this process."""
-        if isinstance(self.loopback, remote.LoopbackProcess):
-            return cpu_seconds(self.loopback.pid)
-        return None
+        pid = self.api_pid()
+        return cpu_seconds(pid) if pid is not None else None
 
 
 def mcpserver(

@@ -129,6 +129,9 @@ async def measure(
                 }
                 _add_own_cpu(idle_cpu, bench, own, api_own, idle)
         peak = {name: h.peak_rss_mib(p.pid) for name, p in bench.processes.items()}
+        api_pid = bench.api_pid()
+        if api_pid is not None:
+            peak["loopback API (test bed)"] = h.peak_rss_mib(api_pid)
         await clock.close()
         bench.stop_processes()  # profiles are written on exit
     return Result(
