@@ -2,7 +2,8 @@
 
 Front door: `LoopbackApi` (the server: `.url`/`.http_url`/`.https_url`, `.admin_token`, `.write_kubeconfig`,
 `.faults`, `.requests`, `.add_user`, `.compact`, `.call`, `.stop`), the fault and request-log types, and
-`write_kubeconfig`. Internals live in `_`-prefixed modules; `toolhive.testing.server` says what the API
+`write_kubeconfig`; `toolhive.testing.remote.LoopbackProcess` runs the same API in a child process (the
+benchmarks). Internals live in `_`-prefixed modules; `toolhive.testing.server` says what the API
 implements and what it does not. Nothing here is used by the operator at run time.
 """
 

@@ -1,6 +1,7 @@
 """The loopback Kubernetes API: an aiohttp server on 127.0.0.1 in its own thread and event loop.
 
-Used by the tests, the benchmarks and the demo (`LoopbackApi`, `toolhive-operator loopback`). It
+Used by the tests, the benchmarks (in a process of their own: `remote.LoopbackProcess`) and the demo
+(`LoopbackApi`, `toolhive-operator loopback`). It
 answers kopf, the official `kubernetes` clients and kubectl with the documented API semantics:
 discovery; built-in kinds and CRDs (structural-schema pruning, defaulting, validation, CEL rules; several
 served versions; /status); uid, generation, resourceVersion; Status errors 400/401/403/404/409/410/
