@@ -207,6 +207,10 @@ def test_server_side_apply_of_a_json_body_reads_it_as_yaml(kube: RawKube, namesp
     raw = b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"b": "x"}}'
     response = kube.request("PATCH", path, raw=raw, ctype=APPLY, query={"fieldManager": "me"})
     assert response.status == 201 and response.body["data"] == {"b": "x"}
+    # NaN is no JSON number: as YAML, a plain scalar "NaN" is a string.
+    raw = b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"b": NaN}}'
+    response = kube.request("PATCH", path, raw=raw, ctype=APPLY, query={"fieldManager": "me"})
+    assert response.status == 200 and response.body["data"] == {"b": "NaN"}, response.body
 
 
 def test_server_side_apply_of_malformed_yaml_is_400(kube: RawKube, namespace: str) -> None:

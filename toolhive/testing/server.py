@@ -94,11 +94,16 @@ def _decode_yaml(raw: bytes) -> Any:
     with contextlib.suppress(ValueError):  # UnicodeDecodeError is a ValueError: YAML reports it below
         text = raw.decode("utf-8")
         if text.lstrip().startswith("{"):
-            return json.loads(text)
+            # NaN and Infinity are not JSON (Python's parser accepts them); YAML reads them as strings.
+            return json.loads(text, parse_constant=_not_json)
     try:
         return yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise _store.bad_request(f"error converting YAML to JSON: {exc}") from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _not_found_path() -> _store.ApiStatusError:
