@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -495,6 +496,11 @@ class Api:
 
 
 _RECEIVE_BUFFER: Final = memoryview(bytearray(64 * 1024))
+_KEEPALIVE: Final = tuple(
+    (getattr(socket, name), value)
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+)
 
 
 class _WatchStream(asyncio.BufferedProtocol):
@@ -617,6 +623,13 @@ class _WatchStream(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        # A watch may be silent for minutes; TCP keepalive (30 s, as client-go's dialer) notices a peer
+        # that vanished without closing, and the informer then resumes elsewhere.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for option, value in _KEEPALIVE:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # One receive buffer for every watch: the loop fills it and calls `buffer_updated` at once, so
