@@ -46,6 +46,9 @@ def deep_size(obj: object, seen: set[int] | None = None) -> int:
             stack.extend(item)
         elif hasattr(item, "__dict__") and not isinstance(item, type):
             stack.append(vars(item))
+        elif not isinstance(item, type):  # __slots__ records (apply.Applied)
+            slots = getattr(type(item), "__slots__", ())
+            stack.extend(getattr(item, slot) for slot in slots if hasattr(item, slot))
     return total
 
 

@@ -14,11 +14,12 @@ import dataclasses
 import hashlib
 import json
 import secrets
+import sys
+import zlib
 from collections import Counter
+from collections.abc import Hashable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Final
-
-import cachetools
+from typing import Any, Final, Generic, TypeVar
 
 from discovery import constants as discovery_constants
 from discovery import kube
@@ -31,9 +32,14 @@ UNKNOWN: Final = object()
 """Passed as `observed` when the caller has no cached copy (unwatched kinds): read it only if needed."""
 
 
-@dataclasses.dataclass(frozen=True)
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Applied:
-    digest: str
+    digest: bytes
+    """16-byte BLAKE2b of the manifest (one record per owned object: 70 000 at 10 000 MCPServers)."""
     resource_version: str
     generation: int | None = None
     """metadata.generation the server answered (None for kinds without one, such as Services)."""
@@ -51,11 +57,10 @@ class Applier:
     ):
         self.api = api
         self.field_manager = field_manager
-        self._applied: cachetools.LRUCache[ObjectKey, Applied] = cachetools.LRUCache(maxsize=cache_size)
-        # (namespace, name) -> (resourceVersion the write was based on, the status written)
-        self._statuses: cachetools.LRUCache[tuple[str, str], tuple[str, Body]] = cachetools.LRUCache(
-            maxsize=cache_size // 8
-        )
+        self._applied: Lru[ObjectKey, Applied] = Lru(cache_size)
+        # (namespace, name) -> (resourceVersion the write was based on, the status written as compressed
+        # JSON); dropped once a newer copy of the server is seen, so it holds only writes in flight.
+        self._statuses: Lru[tuple[str, str], tuple[str, bytes]] = Lru(cache_size // 8)
         self.writes: Counter[str] = Counter()
 
     # -- desired objects ------------------------------------------------------------------------------
@@ -136,9 +141,12 @@ class Applier:
         it would write the same status again (with fresh condition timestamps).
         """
         meta = server["metadata"]
-        written = self._statuses.get((meta["namespace"], meta["name"]))
-        if written is not None and written[0] == str(meta.get("resourceVersion")):
-            return written[1]
+        key = (meta["namespace"], meta["name"])
+        written = self._statuses.get(key)
+        if written is not None:
+            if written[0] == str(meta.get("resourceVersion")):
+                return json.loads(zlib.decompress(written[1]))  # type: ignore[no-any-return]
+            del self._statuses[key]  # the cache caught up with the write
         return dict(server.get("status") or {})
 
     async def set_status(self, server: Body, status: Body) -> bool:
@@ -155,7 +163,8 @@ class Applier:
             subresource="status",
         )
         self.writes["status"] += 1
-        self._statuses[key] = (str(meta.get("resourceVersion")), status)
+        encoded = zlib.compress(json.dumps(status, separators=(",", ":")).encode(), 1)
+        self._statuses[key] = (str(meta.get("resourceVersion")), encoded)
         return True
 
     async def set_finalizer(self, server: Body, *, present: bool) -> Body:
@@ -243,16 +252,62 @@ def is_subset(desired: Any, observed: Any) -> bool:
     return bool(desired == observed)
 
 
+class Lru(Generic[K, V]):
+    """A bounded map that evicts the least recently used entry, on a plain dict (insertion order).
+
+    cachetools.LRUCache keeps three structures per entry (data, size, order: ~250 B); at 70 000 records
+    that alone was 17 MiB of the operator's RSS.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._data: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        value = self._data.pop(key, None)
+        if value is not None:
+            self._data[key] = value  # most recently used last
+        return value
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._data.pop(key, None)
+        self._data[key] = value
+        if len(self._data) > self.maxsize:
+            del self._data[next(iter(self._data))]
+
+    def __delitem__(self, key: K) -> None:
+        del self._data[key]
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        return self._data.pop(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 def _key(manifest: Body) -> ObjectKey:
     meta = manifest["metadata"]
-    return (manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+    # Interned: thousands of records share each apiVersion, kind and namespace string.
+    return (
+        sys.intern(manifest["apiVersion"]),
+        sys.intern(manifest["kind"]),
+        sys.intern(meta.get("namespace", "")),
+        meta["name"],
+    )
 
 
-def _digest(manifest: Body) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def _digest(manifest: Body) -> bytes:
+    encoded = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(encoded, digest_size=16).digest()
 
 
-def _applied(digest: str, obj: Body) -> Applied:
+def _applied(digest: bytes, obj: Body) -> Applied:
     generation = (obj.get("metadata") or {}).get("generation")
     return Applied(digest, _resource_version(obj), generation if isinstance(generation, int) else None)
 

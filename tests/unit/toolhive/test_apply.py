@@ -197,6 +197,33 @@ def test_a_copy_that_has_not_caught_up_with_our_status_write_is_not_written_agai
     assert fake.calls == ["patch:status"] * 3
 
 
+def test_the_written_status_is_forgotten_once_a_newer_copy_is_seen(fake: FakeApi) -> None:
+    applier = apply.Applier(fake)  # type: ignore[arg-type]
+    server = {"metadata": {"name": "s", "namespace": "n", "resourceVersion": "4"}}
+    run(applier.set_status(server, {"phase": "Pending", "conditions": [{"type": "Ready"}]}))
+    assert applier.observed_status(server) == {"phase": "Pending", "conditions": [{"type": "Ready"}]}
+    applier.observed_status(server)["phase"] = "mutated"  # each caller gets its own copy
+    assert applier.observed_status(server)["phase"] == "Pending"
+    caught_up = {
+        "metadata": {"name": "s", "namespace": "n", "resourceVersion": "5"},
+        "status": {"phase": "Y"},
+    }
+
+    assert applier.observed_status(caught_up) == {"phase": "Y"}
+    assert applier.observed_status(server) == {}  # nothing kept for writes the cache has caught up with
+
+
+def test_the_bounded_map_evicts_the_least_recently_used_entry() -> None:
+    lru: apply.Lru[str, int] = apply.Lru(2)
+    lru["a"], lru["b"] = 1, 2
+    assert lru.get("a") == 1  # "a" is now the most recently used
+    lru["c"] = 3
+    assert list(lru) == ["a", "c"] and "b" not in lru and len(lru) == 2
+    lru["a"] = 4  # replacing refreshes too
+    lru["d"] = 5
+    assert list(lru) == ["a", "d"] and lru.pop("a") == 4 and lru.pop("missing") is None
+
+
 @pytest.mark.parametrize(
     ("desired", "observed", "expected"),
     [
