@@ -582,20 +582,9 @@ class _WatchStream(asyncio.BufferedProtocol):
 
     def error(self) -> ApiError:
         """The ApiError of a non-2xx answer (its body read to the end first, by `next_line`)."""
-        body_text = b"\n".join(self._lines) + self._partial
-        try:
-            body = json.loads(body_text) if body_text.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = {"message": body_text[:500].decode(errors="replace")}
-        if not isinstance(body, dict):
-            body = {"message": str(body)[:500]}
-        retry_after: float | None = None
-        if "retry-after" in self.headers:
-            try:
-                retry_after = float(self.headers["retry-after"])
-            except ValueError:
-                retry_after = None
-        return ApiError(self.status, body, retry_after=retry_after)
+        return _api_error(
+            self.status, b"\n".join(self._lines) + self._partial, retry_after=self.headers.get("retry-after")
+        )
 
     def close(self) -> None:
         if self._transport is not None:
@@ -759,16 +748,21 @@ def _query(**params: Any) -> str:
 
 
 async def _error(resp: aiohttp.ClientResponse) -> ApiError:
+    return _api_error(resp.status, await resp.read(), retry_after=resp.headers.get("Retry-After"))
+
+
+def _api_error(status: int, text: bytes, *, retry_after: str | None) -> ApiError:
+    """The ApiError of a non-2xx answer: its Status body (or its text), and Retry-After in seconds."""
     try:
-        body = await resp.json(content_type=None)
-    except (json.JSONDecodeError, aiohttp.ContentTypeError, UnicodeDecodeError):
-        body = {"message": (await resp.text())[:500]}
+        body = json.loads(text) if text.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = {"message": text[:500].decode(errors="replace")}
     if not isinstance(body, dict):
         body = {"message": str(body)[:500]}
-    retry_after: float | None = None
-    if "Retry-After" in resp.headers:
+    seconds: float | None = None
+    if retry_after is not None:
         try:
-            retry_after = float(resp.headers["Retry-After"])
+            seconds = float(retry_after)
         except ValueError:
-            retry_after = None
-    return ApiError(resp.status, body, retry_after=retry_after)
+            seconds = None
+    return ApiError(status, body, retry_after=seconds)
