@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
 from opentelemetry import trace
 from opentelemetry.sdk import resources as sdk_resources
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -42,6 +41,7 @@ from discovery import kube
 from toolhive import apply, reconcile, resources, telemetry
 from toolhive.builders.inputs import BuildConfig
 from toolhive.testing import LoopbackApi
+from toolhive.testing import crds as testing_crds
 from toolhive.workqueue import Trigger
 
 REPO: Final = Path(__file__).resolve().parents[1]
@@ -50,9 +50,6 @@ MODES: Final = {
     "on, sampling 0": {"OTEL_TRACES_SAMPLER": "always_off"},
     "on, sampling 1": {"OTEL_TRACES_SAMPLER": "always_on"},
 }
-CRDS: Final = kube.Resource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
-)
 CACHED: Final = (resources.MCPSERVERS, resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)
 TRIGGERS: Final = (Trigger("mcpserver.modified"),)
 STEADY: Final = "steady"
@@ -166,8 +163,7 @@ class Bench:
         return self.cache.get((res.plural, namespace, name))
 
     async def install(self) -> None:
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            await self.api.create(CRDS, yaml.safe_load(path.read_text(encoding="utf-8")))
+        await testing_crds.create_all(self.api)
         deadline = time.monotonic() + 10
         while True:  # a new CRD is served once established
             try:

@@ -12,17 +12,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from discovery import config as discovery_config
 from discovery import constants, controller, kube
 from toolhive.testing import LoopbackApi
+from toolhive.testing import crds as testing_crds
 
-REPO = Path(__file__).parents[3]
 LABEL = "example.com/enabled"
-CRDS = kube.Resource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
-)
 RESOURCE = discovery_config.discovery_resource("toolhive.stacklok.dev", "v1alpha1")
 CONFIG = discovery_config.Config(
     resource=RESOURCE,
@@ -48,8 +43,7 @@ async def poll(check: Callable[[], Awaitable[bool] | bool], *, what: str, timeou
 
 
 async def install(api: kube.Api) -> None:
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        await api.create(CRDS, yaml.safe_load(path.read_text(encoding="utf-8")))
+    await testing_crds.create_all(api)
     body = {
         "apiVersion": RESOURCE.api_version,
         "kind": RESOURCE.kind,

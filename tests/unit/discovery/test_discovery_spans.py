@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,13 +24,10 @@ from discovery import config as discovery_config
 from discovery import constants, controller, kube
 from toolhive import metrics  # the observer the CLI wires; discovery itself never imports toolhive
 from toolhive.testing import LoopbackApi
+from toolhive.testing import crds as testing_crds
 
 T = TypeVar("T")
-REPO = Path(__file__).parents[3]
 LABEL = "toolhive.stacklok.dev/enabled"
-CRDS = kube.Resource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
-)
 RESOURCE = discovery_config.discovery_resource("toolhive.stacklok.dev", "v1alpha1")
 CONFIG = discovery_config.Config(
     resource=RESOURCE,
@@ -66,8 +62,7 @@ class World:
         self.runner.close()
 
     async def _install(self) -> None:
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            await self.api.create(CRDS, yaml.safe_load(path.read_text(encoding="utf-8")))
+        await testing_crds.create_all(self.api)
         body = {
             "apiVersion": RESOURCE.api_version,
             "kind": RESOURCE.kind,

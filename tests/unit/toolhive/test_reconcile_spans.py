@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,13 +27,10 @@ from toolhive import apply, operator, reconcile, resources
 from toolhive.builders.inputs import BuildConfig
 from toolhive.multiplexer import Multiplexer
 from toolhive.testing import LoopbackApi
+from toolhive.testing import crds as testing_crds
 from toolhive.workqueue import Result, Trigger
 
 T = TypeVar("T")
-REPO = Path(__file__).parents[3]
-CRDS = kube.Resource(
-    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
-)
 FAST_RETRIES = kube.RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.005)
 CACHED = (resources.MCPSERVERS, resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
@@ -60,8 +56,7 @@ class World:
         self.runner.close()
 
     async def _install_crds(self) -> None:
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            await self.api.create(CRDS, yaml.safe_load(path.read_text(encoding="utf-8")))
+        await testing_crds.create_all(self.api)
         # The API serves a new CRD's resource once it is established: poll with a deadline.
         deadline = asyncio.get_running_loop().time() + 10
         while True:
