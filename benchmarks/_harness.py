@@ -249,6 +249,41 @@ class EventClock:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+class Convergence:
+    """Which MCPServers are converged, as this process's watches see them: a status for their generation
+    (`statused`) and a Deployment (`deployed`). Call `start()` before the processes, `close()` after."""
+
+    def __init__(self, api: kube.Api, *, total: int) -> None:
+        self.total = total
+        self.statused: set[tuple[str, str]] = set()
+        self.deployed: set[tuple[str, str]] = set()
+        self._clock = EventClock(api)
+
+    async def start(self) -> None:
+        self._clock.track(resources.MCPSERVERS, self._on_server)
+        self._clock.track(resources.DEPLOYMENTS, self._on_deployment)
+        await self._clock.ready()
+
+    @property
+    def fraction(self) -> float:
+        return min(len(self.statused), len(self.deployed)) / self.total
+
+    def progress(self) -> str:
+        return f"{len(self.deployed)}/{self.total} Deployments, {len(self.statused)}/{self.total} statuses"
+
+    async def close(self) -> None:
+        await self._clock.close()
+
+    def _on_server(self, kind: str, obj: kube.Body) -> None:
+        meta, status = obj["metadata"], obj.get("status") or {}
+        if status.get("observedGeneration") == meta.get("generation") and status.get("phase"):
+            self.statused.add((meta["namespace"], meta["name"]))
+
+    def _on_deployment(self, kind: str, obj: kube.Body) -> None:
+        if kind == "ADDED":
+            self.deployed.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+
+
 async def wait_until(
     check: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05, what: str = ""
 ) -> None:

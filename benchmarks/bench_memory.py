@@ -158,8 +158,6 @@ def child(report_path: Path, *, trace: int) -> None:
 
 async def measure(namespaces: int, servers: int, *, trace: int, budget: float) -> dict[str, Any]:
     from benchmarks import _harness as h
-    from discovery import kube
-    from toolhive import resources
     from toolhive.testing import install, processes
 
     total = namespaces * servers
@@ -168,22 +166,8 @@ async def measure(namespaces: int, servers: int, *, trace: int, budget: float) -
             await bench.create_namespaces(
                 [f"m-{i}" for i in range(namespaces)], labelled=True, servers=servers
             )
-        statused: set[tuple[str, str]] = set()
-        deployed: set[tuple[str, str]] = set()
-
-        def on_server(kind: str, obj: kube.Body) -> None:
-            meta, status = obj["metadata"], obj.get("status") or {}
-            if status.get("observedGeneration") == meta.get("generation") and status.get("phase"):
-                statused.add((meta["namespace"], meta["name"]))
-
-        def on_deployment(kind: str, obj: kube.Body) -> None:
-            if kind == "ADDED":
-                deployed.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-
-        clock = h.EventClock(bench.api)
-        clock.track(resources.MCPSERVERS, on_server)
-        clock.track(resources.DEPLOYMENTS, on_deployment)
-        await clock.ready()
+        convergence = h.Convergence(bench.api, total=total)
+        await convergence.start()
         bench.start_processes(only=[install.DISCOVERY])
         assert bench.installation is not None
         report_path = bench.workdir / "memory-report.json"
@@ -199,9 +183,9 @@ async def measure(namespaces: int, servers: int, *, trace: int, budget: float) -
         bench.processes[install.OPERATOR] = processes.Process(install.OPERATOR, popen, log_path)
         with h.phase("operator cold start to converged"):
             begin = time.monotonic()
-            while len(statused) < total or len(deployed) < total:
+            while convergence.fraction < 1:
                 if time.monotonic() - begin > budget:
-                    raise TimeoutError(f"not converged in {budget}s: {len(statused)}/{total} statuses")
+                    raise TimeoutError(f"not converged in {budget}s: {convergence.progress()}")
                 bench.check_alive()
                 await asyncio.sleep(0.5)
             converged = time.monotonic() - begin
@@ -214,7 +198,7 @@ async def measure(namespaces: int, servers: int, *, trace: int, budget: float) -
         report: dict[str, Any] = json.loads(report_path.read_text())
         report.update(namespaces=namespaces, servers=servers, converged_seconds=converged)
         report["load"] = os.getloadavg()[0]
-        await clock.close()
+        await convergence.close()
     return report
 
 

@@ -20,8 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import _harness as h
-from discovery import kube
-from toolhive import resources
 
 
 @dataclasses.dataclass
@@ -53,22 +51,8 @@ async def measure(
             )
             create_seconds = time.monotonic() - begin
 
-        statused: set[tuple[str, str]] = set()
-        deployed: set[tuple[str, str]] = set()
-
-        def on_server(kind: str, obj: kube.Body) -> None:
-            meta, status = obj["metadata"], obj.get("status") or {}
-            if status.get("observedGeneration") == meta.get("generation") and status.get("phase"):
-                statused.add((meta["namespace"], meta["name"]))
-
-        def on_deployment(kind: str, obj: kube.Body) -> None:
-            if kind == "ADDED":
-                deployed.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-
-        clock = h.EventClock(api)
-        clock.track(resources.MCPSERVERS, on_server)
-        clock.track(resources.DEPLOYMENTS, on_deployment)
-        await clock.ready()
+        convergence = h.Convergence(api, total=total)
+        await convergence.start()
         requests_before = bench.request_count()
         own_before = _own_cpu()
         api_before = bench.api_cpu_seconds()
@@ -88,14 +72,13 @@ async def measure(
                     and int((await bench.membership()).get("memberCount") or 0) == namespaces
                 ):
                     members_seconds = time.monotonic() - begin
-                if len(statused) >= total and len(deployed) >= total:
+                if convergence.fraction >= 1:
                     converged = time.monotonic() - begin
                     break
                 if time.monotonic() - last_report > 15:
                     last_report = time.monotonic()
                     print(
-                        f"     {last_report - begin:.0f}s: {len(deployed)}/{total} Deployments, "
-                        f"{len(statused)}/{total} statuses",
+                        f"     {last_report - begin:.0f}s: {convergence.progress()}",
                         flush=True,
                     )
             elapsed = time.monotonic() - begin
@@ -105,7 +88,7 @@ async def measure(
             }
             _add_own_cpu(converge_cpu, bench, own_before, api_before, elapsed)
             load_after = os.getloadavg()[0]
-        fraction = min(len(statused), len(deployed)) / total
+        fraction = convergence.fraction
         requests = bench.request_count() - requests_before
         idle_cpu: dict[str, float] = {}
         settled: float | None = None
@@ -134,7 +117,7 @@ async def measure(
         api_pid = bench.api_pid()
         if api_pid is not None:
             peak["loopback API (test bed)"] = h.peak_rss_mib(api_pid)
-        await clock.close()
+        await convergence.close()
         bench.stop_processes()  # profiles are written on exit
     return Result(
         namespaces,
