@@ -34,9 +34,10 @@ from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.sdk import resources as sdk_resources
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from benchmarks import bench_tracing_overhead
 from discovery import kube
 from toolhive import apply, reconcile, resources, telemetry
 from toolhive.builders.inputs import BuildConfig
@@ -56,17 +57,6 @@ STEADY: Final = "steady"
 ROUNDS: Final = 20
 NOOP_PASSES: Final = 100
 CREATE_PASSES: Final = 6
-
-
-class DiscardingExporter(SpanExporter):
-    """Counts and drops spans, so the benchmark measures the SDK, not a collector."""
-
-    def __init__(self) -> None:
-        self.exported = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.exported += len(spans)
-        return SpanExportResult.SUCCESS
 
 
 class Switch(trace.TracerProvider):
@@ -110,7 +100,7 @@ class _SwitchedTracer(trace.Tracer):
 class Mode:
     name: str
     provider: trace.TracerProvider
-    exporter: DiscardingExporter
+    exporter: bench_tracing_overhead.DiscardingExporter
     noop: list[float] = dataclasses.field(default_factory=list)
     create: list[float] = dataclasses.field(default_factory=list)
     noop_spans: int = 0
@@ -124,7 +114,7 @@ class Mode:
 
 
 def build_mode(name: str, environ: dict[str, str] | None) -> Mode:
-    exporter = DiscardingExporter()
+    exporter = bench_tracing_overhead.DiscardingExporter()
     if environ is None:
         return Mode(name, trace.NoOpTracerProvider(), exporter)
     config = telemetry.read_config(environ, default_service_name="toolhive-operator")
