@@ -111,14 +111,20 @@ class Informer:
                 if failures:
                     log.info("%r recovered", self)
                 failures = 0
+                continue
             except kube.WatchExpired:
                 self._version = ""  # too old: list again and emit what changed meanwhile
+                continue
             except (TimeoutError, kube.ApiError, OSError, ValueError) as error:
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
                 log.log(level, "%r failed, retrying with backoff: %s", self, error)
-                ceiling = min(self.max_backoff, 0.05 * 2**failures)
-                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+            except Exception:  # a bug (in a handler, say) must not end this watch for good
+                failures += 1
+                log.exception("%r failed unexpectedly; listing again after a backoff", self)
+                self._version = ""  # the cache may have missed the event that failed
+            ceiling = min(self.max_backoff, 0.05 * 2**failures)
+            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
 
     async def _relist(self) -> None:
         items, version = await self.api.list(

@@ -19,6 +19,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -495,7 +496,20 @@ class Api:
         log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
 
 
-_RECEIVE_BUFFER: Final = memoryview(bytearray(64 * 1024))
+_receiving = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """This thread's receive buffer, shared by every watch on its event loop. Per thread, not per
+    process: a loop in another thread may be inside `recv_into` at the same moment (the demo and the
+    tests host discovery and the operator on two loops), and would write over bytes not copied yet."""
+    try:
+        buffer: memoryview = _receiving.buffer
+    except AttributeError:
+        buffer = _receiving.buffer = memoryview(bytearray(64 * 1024))
+    return buffer
+
+
 _KEEPALIVE: Final = tuple(
     (getattr(socket, name), value)
     for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 30), ("TCP_KEEPCNT", 3))
@@ -621,12 +635,13 @@ class _WatchStream(asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # One receive buffer for every watch: the loop fills it and calls `buffer_updated` at once, so
-        # reads neither allocate (a plain Protocol gets a fresh 256 KiB bytes per read) nor fragment.
-        return _RECEIVE_BUFFER
+        # One receive buffer for every watch of this loop: the loop fills it and calls `buffer_updated`
+        # at once, so reads neither allocate (a plain Protocol gets a fresh 256 KiB bytes per read) nor
+        # fragment.
+        return _receive_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_RECEIVE_BUFFER[:nbytes])
+        self.data_received(_receive_buffer()[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         self._buffer += data
@@ -733,13 +748,18 @@ class _WatchStream(asyncio.BufferedProtocol):
 
 
 def _watch_event(line: bytes, res: Resource) -> WatchEvent:
+    """One line of a watch stream; ValueError when it is not a watch event (the informer resumes)."""
     event = json.loads(line)
-    if event.get("type") == "ERROR":
-        status = event.get("object") or {}
-        if status.get("code") == 410:
+    kind = event.get("type") if isinstance(event, dict) else None
+    obj = event.get("object") if isinstance(event, dict) else None
+    if kind == "ERROR" and isinstance(obj, dict):
+        code = obj.get("code")
+        if code == 410:
             raise WatchExpired(res.plural)
-        raise ApiError(int(status.get("code") or 500), status)
-    return WatchEvent(event["type"], event["object"])
+        raise ApiError(code if isinstance(code, int) and code >= 400 else 500, obj)
+    if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK") or not isinstance(obj, dict):
+        raise ValueError(f"not a watch event: {line[:80]!r}")
+    return WatchEvent(kind, obj)
 
 
 def _query(**params: Any) -> str:

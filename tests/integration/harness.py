@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -281,9 +283,17 @@ class Background:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=timeout)
-        assert not self._thread.is_alive(), f"{self._thread.name} did not stop within {timeout}s"
+        if self._thread.is_alive():
+            raise AssertionError(f"{self._thread.name} did not stop within {timeout}s:\n{self._where()}")
         if self._error is not None:
             raise self._error
+
+    def _where(self) -> str:
+        """Where a thread that will not stop is: its stack, and the tasks still pending on its loop."""
+        frame = sys._current_frames().get(self._thread.ident or 0)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)\n"
+        tasks = list(asyncio.all_tasks(self._loop)) if self._loop is not None else []
+        return stack + "".join(f"pending: {task!r}\n" for task in tasks[:20])
 
 
 @contextlib.contextmanager

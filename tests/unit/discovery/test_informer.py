@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -239,6 +240,58 @@ def test_watch_failures_become_watch_expired_or_api_errors(answer: bytes, expect
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"kind":"Status"}',
+        b"[1, 2]",
+        b'{"type":"ADDED"}',
+        b'{"type":"ADDED","object":"text"}',
+        b"{not json",
+        b'{"type":"SOMETHING","object":{}}',
+    ],
+    ids=["no type", "not an object", "no object", "object not a mapping", "not JSON", "unknown type"],
+)
+def test_a_line_that_is_not_a_watch_event_is_a_value_error(line: bytes) -> None:
+    # ValueError is what the informer treats as a broken stream: it backs off and resumes.
+    async def scenario() -> None:
+        server = OneShotServer(chunked(line + b"\n"))
+        server.done.set()
+        async with server as host:
+            api = kube.Api(host=host, ssl_context=None, auth=no_auth)
+            with pytest.raises(ValueError):
+                async for _ in api.watch(PODS, namespace="ns"):
+                    pass
+            await api.close()
+
+    run(scenario)
+
+
+def test_a_handler_that_fails_does_not_end_the_watch_and_the_cache_is_listed_again() -> None:
+    async def scenario() -> None:
+        api = ScriptedApi(
+            [[pod("a", "1")], [pod("a", "1"), pod("b", "2")]],
+            [[kube.WatchEvent("ADDED", pod("b", "2"))], [kube.WatchEvent("ADDED", pod("c", "3"))]],
+        )
+        seen: list[str] = []
+
+        def handler(kind: str, obj: dict[str, Any]) -> None:
+            name = obj["metadata"]["name"]
+            seen.append(name)
+            if name == "b" and seen.count("b") == 1:
+                raise RuntimeError("a bug in a handler")
+
+        watcher = informer.Informer(api, PODS, namespace="ns", handler=handler, max_backoff=0.01)  # type: ignore[arg-type]
+        task = asyncio.create_task(watcher.run())
+        await until(lambda: "c" in seen)
+        assert api.lists == 2, "the cache is listed again after the failure"
+        assert sorted(watcher.keys()) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario)
+
+
 def test_a_refused_connection_is_a_retryable_api_error() -> None:
     async def scenario() -> None:
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -271,3 +324,53 @@ def test_a_stream_cut_mid_answer_ends_after_the_events_that_arrived() -> None:
             await api.close()
 
     run(scenario)
+
+
+def test_watches_on_event_loops_in_different_threads_never_mix_their_bytes() -> None:
+    # Discovery and the operator each run their own event loop when hosted in one process (the demo, the
+    # tests); a receive buffer shared between loops let one connection's bytes land in another's stream.
+    events, streams = 3000, 8
+
+    def answer(stream: int) -> bytes:
+        lines = [
+            b'{"type":"ADDED","object":{"metadata":{"name":"s%d-%d","pad":"%s"}}}\n'
+            % (stream, n, b"x" * (n % 997))
+            for n in range(events)
+        ]
+        return chunked(*lines)
+
+    def one_loop(results: list[list[str]]) -> None:
+        async def scenario() -> None:
+            async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                request = await reader.readuntil(b"\r\n\r\n")
+                stream = int(request.split(b"/namespaces/ns", 1)[1].split(b"/", 1)[0])
+                writer.write(answer(stream) + b"0\r\n\r\n")
+                await writer.drain()
+                writer.close()
+
+            server = await asyncio.start_server(serve, "127.0.0.1", 0)
+            api = kube.Api(
+                host=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", ssl_context=None, auth=no_auth
+            )
+
+            async def names(stream: int) -> list[str]:
+                return [
+                    event.object["metadata"]["name"]
+                    async for event in api.watch(PODS, namespace=f"ns{stream}")
+                ]
+
+            results.extend(await asyncio.gather(*(names(stream) for stream in range(streams))))
+            await api.close()
+            server.close()
+
+        asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+
+    for _ in range(5):
+        outcomes: list[list[list[str]]] = [[], []]
+        threads = [threading.Thread(target=one_loop, args=(outcome,)) for outcome in outcomes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        for outcome in outcomes:
+            assert outcome == [[f"s{stream}-{n}" for n in range(events)] for stream in range(streams)]
