@@ -16,6 +16,7 @@ works until its ServiceAccount is deleted).
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +34,7 @@ RbacKind = Literal["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"]
 
 # Past this many distinct (user, namespace) pairs the resolution cache starts over; it only exists for speed.
 _CACHE_LIMIT: Final = 4096
+_DECISION_LIMIT: Final = 16384  # per request shape and namespace: ~15 shapes x 1000 namespaces fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,8 +346,13 @@ def _compact(rules: Sequence[_Rule]) -> list[_Rule]:
     return out + list(simple.values())
 
 
+_NEEDS_ESCAPE: Final = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _go_quote(value: str) -> str:
     """Go's %q for a string (strconv.Quote) for the characters that occur in names and paths."""
+    if _NEEDS_ESCAPE.search(value) is None:
+        return f'"{value}"'
     out = ['"']
     for ch in value:
         if ch in ('"', "\\"):
@@ -395,6 +402,12 @@ class _Resolution:
     grants: tuple[_Grant, ...]
     # (roleRef kind, roleRef name) of bindings whose role could not be resolved.
     failures: tuple[tuple[str, str], ...]
+    # Whether a rule names resources (resourceNames): only then does a request's name decide anything.
+    named: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        named = any(rule.resource_names for grant in self.grants for rule in grant.rules)
+        object.__setattr__(self, "named", named)
 
     @property
     def errors(self) -> tuple[str, ...]:
@@ -406,8 +419,8 @@ class _Resolution:
         """The same errors as the rbac registry's resolver words them (storage names the resource)."""
         return tuple(_resolution_error(kind, name, registry=True) for kind, name in self.failures)
 
-    def rules(self) -> list[_Rule]:
-        return [rule for grant in self.grants for rule in grant.rules]
+    def rules(self) -> tuple[_Rule, ...]:
+        return tuple(rule for grant in self.grants for rule in grant.rules)
 
 
 def _resolution_error(kind: str, name: str, *, registry: bool) -> str:
@@ -535,12 +548,19 @@ class Authorizer:
         # (user, namespace) -> (the versions it was resolved at, the resolution)
         self._cache: dict[tuple[UserInfo, str], tuple[tuple[int, int], _Resolution]] = {}
         self._lookup: tuple[int, _RoleLookup] = (-1, _RoleLookup(objects))
+        # Request attributes (the name only when a rule names resources) -> (the resolution the decision
+        # was made from, the allowing grant): valid while that resolution is the current one.
+        self._decisions: dict[tuple[Any, ...], tuple[_Resolution, _Grant | None]] = {}
+        # (rules held, rules granted) -> the broken-down granted rules no held rule covers (pure function).
+        self._missing: dict[tuple[tuple[_Rule, ...], tuple[_Rule, ...]], tuple[_Rule, ...]] = {}
 
     # -- request authorization --
 
     def authorize(self, attrs: RequestAttributes) -> bool:
         """Whether the request is allowed."""
-        return self.decide(attrs).allowed
+        if MASTERS_GROUP in attrs.user.groups:
+            return True
+        return self._allowed_by(attrs)[1] is not None
 
     def decide(self, attrs: RequestAttributes) -> Decision:
         """The decision with kube-apiserver's reason (`RBAC: allowed by ClusterRoleBinding "x" of ...`).
@@ -549,14 +569,35 @@ class Authorizer:
         """
         if MASTERS_GROUP in attrs.user.groups:
             return Decision(True)
+        resolution, grant = self._allowed_by(attrs)
+        if grant is not None:
+            return Decision(True, f"RBAC: allowed by {grant.source}")
+        return Decision(False, f"RBAC: {_aggregate(resolution.errors)}" if resolution.errors else "")
+
+    def _allowed_by(self, attrs: RequestAttributes) -> tuple[_Resolution, _Grant | None]:
+        """The user's resolution and the first grant with a rule allowing the request (None: denied)."""
         # Non-resource URLs are cluster-wide: RoleBindings never grant them.
         namespace = attrs.namespace if attrs.is_resource_request else ""
         resolution = self._resolution(attrs.user, namespace)
-        for grant in resolution.grants:
-            for rule in grant.rules:
-                if rule.allows(attrs):
-                    return Decision(True, f"RBAC: allowed by {grant.source}")
-        return Decision(False, f"RBAC: {_aggregate(resolution.errors)}" if resolution.errors else "")
+        key = (
+            attrs.user,
+            namespace,
+            attrs.verb,
+            attrs.api_group,
+            attrs.resource,
+            attrs.subresource,
+            attrs.name if resolution.named else "",
+            attrs.path,
+        )
+        hit = self._decisions.get(key)
+        if hit is not None and hit[0] is resolution:
+            return hit
+        found = (
+            resolution,
+            next((g for g in resolution.grants if any(r.allows(attrs) for r in g.rules)), None),
+        )
+        _remember(self._decisions, key, found)
+        return found
 
     def forbidden_message(self, attrs: RequestAttributes) -> str:
         """The `message` of the 403 for a denied request, worded as kube-apiserver's.
@@ -693,7 +734,7 @@ class Authorizer:
         bind = RequestAttributes(user, "bind", ref_group, ref_resource, namespace=namespace, name=ref_name)
         if self.authorize(bind):
             return None
-        role = _RoleLookup(self._objects).get(ref_kind, ref_name, namespace)
+        role = self._role_lookup(namespace).get(ref_kind, ref_name, namespace)
         if role is None:
             return Denial(
                 404,
@@ -710,7 +751,13 @@ class Authorizer:
     ) -> Denial | None:
         resolution = self._resolution(user, namespace)
         owned = resolution.rules()
-        missing = [sub for rule in rules for sub in rule.breakdown() if not any(o.covers(sub) for o in owned)]
+        key = (owned, tuple(rules))
+        missing = self._missing.get(key)
+        if missing is None:
+            missing = tuple(
+                sub for rule in key[1] for sub in rule.breakdown() if not any(o.covers(sub) for o in owned)
+            )
+            _remember(self._missing, key, missing)
         if not missing:
             return None
         descriptions = sorted({rule.compact_string() for rule in _compact(missing)})
@@ -766,14 +813,7 @@ class Authorizer:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == before:
             return hit[1]
-        lookup = self._lookup
-        if lookup[0] != before[0]:
-            by_namespace = versions
-            lookup = self._lookup = (
-                before[0],
-                _RoleLookup(self._objects, namespace_token=lambda ns: by_namespace(ns)[1]),
-            )
-        resolution = self._resolve(user, namespace, lookup[1])
+        resolution = self._resolve(user, namespace, self._role_lookup(namespace))
         # Cache only what was computed against unchanged versions: a write racing with this
         # resolution must not leave a stale entry behind.
         if versions(namespace) == before:
@@ -781,6 +821,21 @@ class Authorizer:
                 self._cache.clear()
             self._cache[key] = (before, resolution)
         return resolution
+
+    def _role_lookup(self, namespace: str) -> _RoleLookup:
+        """The roles as stored now: a lookup kept for the current cluster-scoped version (it relists a
+        namespace's Roles when that namespace's version moved), or a fresh one without versions."""
+        versions = self._versions
+        if versions is None:
+            return _RoleLookup(self._objects)
+        cluster = versions(namespace)[0]
+        lookup = self._lookup
+        if lookup[0] != cluster:
+            lookup = self._lookup = (
+                cluster,
+                _RoleLookup(self._objects, namespace_token=lambda ns: versions(ns)[1]),
+            )
+        return lookup[1]
 
     def _resolve(self, user: UserInfo, namespace: str, roles: _RoleLookup) -> _Resolution:
         """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings."""
@@ -819,6 +874,13 @@ class Authorizer:
             )
             grants.append(_Grant(source, rules))
         return _Resolution(tuple(grants), tuple(failures))
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Insert into a bounded cache, forgetting the oldest entry when full."""
+    if len(cache) >= _DECISION_LIMIT:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def _forbidden(resource: str, name: str, text: str) -> Denial:

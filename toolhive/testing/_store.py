@@ -17,6 +17,7 @@ import datetime
 import functools
 import json
 import random
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -106,7 +107,14 @@ def invalid(rt: _resources.ResourceType, name: str, errors: list[_validation.Fie
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as the API writes timestamps (whole seconds, UTC)."""
+    return _timestamp(int(time.time()))
+
+
+@functools.lru_cache(maxsize=2)
+def _timestamp(second: int) -> str:
+    # Formatted once per second: strftime for every write was a measurable part of a request.
+    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def view(obj: Obj, rt: _resources.ResourceType) -> Obj:
@@ -118,6 +126,11 @@ def view(obj: Obj, rt: _resources.ResourceType) -> Obj:
     return out
 
 
+def encode(obj: Any) -> bytes:
+    """Compact JSON, as every response body and watch event is sent."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 @dataclasses.dataclass
 class Event:
     rv: int
@@ -125,21 +138,21 @@ class Event:
     obj: Obj
     old: Obj | None
     namespace: str
-    _encoded: dict[tuple[str, str], bytes] = dataclasses.field(default_factory=dict)
+    # apiVersion -> the object as seen in it, encoded; every watch line of the event embeds those bytes
+    _encoded: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     def forget_encoding(self) -> None:
         self._encoded.clear()
 
-    def encoded(self, kind: str, rt: _resources.ResourceType) -> bytes:
-        key = (kind, rt.api_version)
-        data = self._encoded.get(key)
+    def encoded_object(self, rt: _resources.ResourceType) -> bytes:
+        data = self._encoded.get(rt.api_version)
         if data is None:
-            data = (
-                json.dumps({"type": kind, "object": view(self.obj, rt)}, separators=(",", ":")).encode()
-                + b"\n"
-            )
-            self._encoded[key] = data
+            data = self._encoded[rt.api_version] = encode(view(self.obj, rt))
         return data
+
+    def encoded(self, kind: str, rt: _resources.ResourceType) -> bytes:
+        # Byte for byte what encoding {"type": kind, "object": ...} gives, with the object encoded once.
+        return b'{"type":"' + kind.encode() + b'","object":' + self.encoded_object(rt) + b"}\n"
 
 
 class Watcher:
@@ -224,6 +237,7 @@ class Store:
         self._rbac_cluster_version = 0
         self._rbac_namespace_versions: dict[str, int] = {}
         self._paths = _fields.PathCache()
+        self._last_encoded: tuple[Obj, bytes] | None = None  # (object, its encoding): see `encode`
         self._strategies: dict[tuple[str, str, str], tuple[Mapping[str, Any], _patches.Strategy]] = {}
         for rt in _resources.BUILTINS:
             self.register(rt)
@@ -446,9 +460,19 @@ class Store:
         for bucket_key in (namespace, None) if coll.namespaced else (None,):
             for watcher in coll.watchers.get(bucket_key, ()):
                 watcher.offer(event)
+        # The write's response is usually this very object: it reuses the bytes a watch line embedded.
+        data = event._encoded.get(obj.get("apiVersion", ""))
+        self._last_encoded = (obj, data) if data is not None else None
         event.forget_encoding()  # the queues hold the bytes; the history need not
 
     # --- writing --------------------------------------------------------------------------------
+
+    def encode(self, obj: Obj) -> bytes:
+        """`encode(obj)`, reusing the bytes of the last emitted object's watch events when it is `obj`."""
+        last = self._last_encoded
+        if last is not None and last[0] is obj:
+            return last[1]
+        return encode(obj)
 
     def _next_rv(self) -> str:
         self.rv += 1

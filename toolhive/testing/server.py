@@ -80,6 +80,11 @@ def _json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] |
     )
 
 
+def _object_response(store: _store.Store, obj: _store.Obj, *, status: int = 200) -> web.Response:
+    """A written object's response: the bytes its watch events embedded when there were any."""
+    return web.Response(body=store.encode(obj), status=status, content_type=_JSON)
+
+
 def _error(exc: _store.ApiStatusError) -> web.Response:
     return _json_response(exc.body(), status=exc.code, headers=exc.headers or None)
 
@@ -728,7 +733,7 @@ class LoopbackApi:
                     strict=strict,
                     dry_run=query.get("dryRun") == "All",
                 )
-                return _json_response(created, status=201)
+                return _object_response(store, created, status=201)
             if method == "DELETE":
                 if rt.namespaced and not route.namespaced_path:
                     raise _store.ApiStatusError(
@@ -759,7 +764,7 @@ class LoopbackApi:
                 admit=self._admit(user, route),
                 strict=strict,
             )
-            return _json_response(updated)
+            return _object_response(store, updated)
         if method == "PATCH":
             return await self._patch(request, user, rt, route, status_write=False)
         if method == "DELETE":
@@ -827,7 +832,7 @@ class LoopbackApi:
             admit=self._admit(user, route),
             strict=request.query.get("fieldValidation") == "Strict",
         )
-        return _json_response(obj, status=code)
+        return _object_response(self.store, obj, status=code)
 
     async def _subresource(
         self, request: web.Request, user: _authz.UserInfo, rt: _resources.ResourceType, route: _Route
@@ -840,7 +845,8 @@ class LoopbackApi:
                 return _json_response(store.get(rt, route.namespace, route.name))
             if method == "PUT":
                 body = await self._body(request)
-                return _json_response(
+                return _object_response(
+                    store,
                     store.update(
                         rt,
                         route.namespace,
@@ -848,7 +854,7 @@ class LoopbackApi:
                         body,
                         status_write=True,
                         manager=self._manager(request, apply=False),
-                    )
+                    ),
                 )
             if method == "PATCH":
                 return await self._patch(request, user, rt, route, status_write=True)
