@@ -1,12 +1,13 @@
 """A small asyncio Kubernetes client on plain dicts: the only module in either package that speaks HTTP.
 
-Configuration and credentials come from `kubernetes.aio.config` (kubeconfig, in-cluster, exec plugins,
-token refresh); requests go through one aiohttp session with a bounded pool, watches each through a bare
-connection of their own (`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp
-responses, a few KiB this way). Every call is a child span (`k8s.api`) of whatever
-span is current, retries transient failures with bounded jittered backoff (429 honours Retry-After), and
-logs a retried failure once, not on every attempt. Callers: `discovery` (grants, status, watches) and the
-`toolhive` operator (apply layer, multiplexer). Nothing here knows any resource beyond `Resource` values.
+Credentials come from the pod's service account, from a kubeconfig with static credentials
+(`discovery.kubeconfig`), or else from `kubernetes.aio.config` (exec plugins, auth providers). Requests go
+through one aiohttp session with a bounded pool, watches each through a bare connection of their own
+(`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp responses, a few KiB this way).
+Every call is a child span (`k8s.api`) of whatever span is current, retries transient failures with
+bounded jittered backoff (429 honours Retry-After), and logs a retried failure once, not on every attempt.
+Callers: `discovery` (grants, status, watches) and the `toolhive` operator (apply layer, multiplexer).
+Nothing here knows any resource beyond `Resource` values.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+
+from discovery import kubeconfig as kubeconfig_mod
 
 Body = dict[str, Any]
 PatchType = Literal["merge", "json", "strategic", "apply"]
@@ -100,6 +103,12 @@ def in_cluster(
     if not token_file.is_file():
         raise RuntimeError(f"no service-account token at {token_file}: set KUBECONFIG")
     context = ssl.create_default_context(cafile=str(directory / "ca.crt"))
+    authority = f"[{host}]" if ":" in host else host
+    return f"https://{authority}:{port}", context, _token_file_auth(token_file)
+
+
+def _token_file_auth(token_file: Path) -> Callable[[], Awaitable[str]]:
+    """A bearer token read from `token_file`, and read again every TOKEN_RELOAD_SECONDS."""
     cached: list[tuple[float, str]] = []
 
     async def auth() -> str:
@@ -108,8 +117,7 @@ def in_cluster(
             cached[:] = [(now, "Bearer " + token_file.read_text().strip())]
         return cached[0][1]
 
-    authority = f"[{host}]" if ":" in host else host
-    return f"https://{authority}:{port}", context, auth
+    return auth
 
 
 class ApiError(Exception):
@@ -207,12 +215,32 @@ class Api:
 
         In a pod (the usual case) nothing from the `kubernetes` package is imported: its package
         initialisation loads the whole generated client (~11 MiB of RSS in every process) for what is
-        three environment values and two files here (client-go's in-cluster configuration).
+        three environment values and two files here (client-go's in-cluster configuration). Nor for a
+        kubeconfig with static credentials (`discovery.kubeconfig`); only exec plugins, auth providers
+        and merged files need the official loader.
         """
         if kubeconfig is None:
             host, context_in_pod, auth_in_pod = in_cluster(environ=os.environ)
             return cls(
                 host=host, ssl_context=context_in_pod, auth=auth_in_pod, retry=retry, on_response=on_response
+            )
+        try:
+            static = kubeconfig_mod.load(kubeconfig, context=context)
+        except kubeconfig_mod.NotStatic:
+            pass  # exec plugins, auth providers, merged files: the official loader below
+        else:
+            header = static.authorization
+
+            async def fixed() -> str | None:
+                return header
+
+            auth = fixed if static.token_file is None else _token_file_auth(static.token_file)
+            return cls(
+                host=static.host,
+                ssl_context=static.ssl_context,
+                auth=auth,
+                retry=retry,
+                on_response=on_response,
             )
 
         from kubernetes.aio import config as aio_config
@@ -234,7 +262,7 @@ class Api:
                 context_ssl.check_hostname = False
                 context_ssl.verify_mode = ssl.CERT_NONE
 
-        async def auth() -> str | None:
+        async def loaded() -> str | None:
             token: str | None = await configuration.get_api_key_with_prefix(
                 "BearerToken", alias="authorization"
             )
@@ -243,7 +271,11 @@ class Api:
             return token
 
         return cls(
-            host=configuration.host, ssl_context=context_ssl, auth=auth, retry=retry, on_response=on_response
+            host=configuration.host,
+            ssl_context=context_ssl,
+            auth=loaded,
+            retry=retry,
+            on_response=on_response,
         )
 
     async def close(self) -> None:
@@ -558,12 +590,13 @@ class _WatchStream(asyncio.BufferedProtocol):
         if secure:
             tls = ssl_context if isinstance(ssl_context, ssl.SSLContext) else ssl.create_default_context()
         try:
-            transport, stream = await asyncio.wait_for(
-                loop.create_connection(
+            # `asyncio.timeout`, not `wait_for`: before Python 3.12, `wait_for` returns the connection
+            # when it is made in the same turn the task is cancelled, swallowing the cancellation, so
+            # a stopping informer went on watching forever (seen as a process that never stopped).
+            async with asyncio.timeout(10):
+                transport, stream = await loop.create_connection(
                     cls, hostname, port, ssl=tls, server_hostname=hostname if tls else None
-                ),
-                timeout=10,
-            )
+                )
         except OSError as error:
             raise ApiError(503, {"reason": "ConnectionError", "message": repr(error)}) from error
         authority = split.netloc.rsplit("@", 1)[-1]

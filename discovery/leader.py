@@ -117,7 +117,8 @@ class LeaderElector:
             # in retries or latency must not keep this replica leading after a standby may have taken over.
             left = self.config.renew_deadline - (self.clock() - last_success)
             try:
-                renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=max(left, 0.0))
+                async with asyncio.timeout(max(left, 0.0)):  # not wait_for: it may swallow a cancel (< 3.12)
+                    renewed = await self.try_acquire_or_renew()
             except TimeoutError:
                 log.warning("lease renewal did not answer within the renew deadline")
                 renewed = False

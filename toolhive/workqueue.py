@@ -129,7 +129,8 @@ class WorkQueue(Generic[K]):
         self._closed = True
         self._wakeup.set()
         try:
-            await asyncio.wait_for(self.wait_inactive(list(self._active)), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it may swallow a cancel (< 3.12)
+                await self.wait_inactive(list(self._active))
         except TimeoutError:
             return False
         return True

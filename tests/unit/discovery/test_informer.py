@@ -374,3 +374,32 @@ def test_watches_on_event_loops_in_different_threads_never_mix_their_bytes() -> 
             thread.join(timeout=60)
         for outcome in outcomes:
             assert outcome == [[f"s{stream}-{n}" for n in range(events)] for stream in range(streams)]
+
+
+def test_a_watch_cancelled_as_its_connection_is_made_is_cancelled() -> None:
+    # Before Python 3.12 `asyncio.wait_for` returns the result of an inner step that completes in the same
+    # turn as the cancel, swallowing it: a stopping process then went on watching forever.
+    async def scenario() -> None:
+        server = OneShotServer(chunked(b'{"type":"ADDED","object":{"metadata":{"name":"a"}}}\n'))
+        async with server as host:
+            api = kube.Api(host=host, ssl_context=None, auth=no_auth)
+            loop = asyncio.get_running_loop()
+            connect = loop.create_connection
+            watching: asyncio.Task[list[str]] | None = None
+
+            async def connect_then_cancel(*args: Any, **kwargs: Any) -> Any:
+                made = await connect(*args, **kwargs)
+                assert watching is not None
+                loop.call_soon(watching.cancel)  # lands in the same turn the connection is handed back
+                return made
+
+            async def follow() -> list[str]:
+                return [event.type async for event in api.watch(PODS, namespace="ns")]
+
+            loop.create_connection = connect_then_cancel  # type: ignore[method-assign]
+            watching = asyncio.create_task(follow())
+            done, _ = await asyncio.wait([watching], timeout=2)
+            assert done and watching.cancelled(), "the cancel was swallowed: the watch goes on"
+            await api.close()
+
+    run(scenario)
