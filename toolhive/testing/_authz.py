@@ -19,6 +19,7 @@ import dataclasses
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol
 
@@ -550,9 +551,11 @@ class Authorizer:
         self._lookup: tuple[int, _RoleLookup] = (-1, _RoleLookup(objects))
         # Request attributes (the name only when a rule names resources) -> (the resolution the decision
         # was made from, the allowing grant): valid while that resolution is the current one.
-        self._decisions: dict[tuple[Any, ...], tuple[_Resolution, _Grant | None]] = {}
+        self._decisions: OrderedDict[tuple[Any, ...], tuple[_Resolution, _Grant | None]] = OrderedDict()
         # (rules held, rules granted) -> the broken-down granted rules no held rule covers (pure function).
-        self._missing: dict[tuple[tuple[_Rule, ...], tuple[_Rule, ...]], tuple[_Rule, ...]] = {}
+        self._missing: OrderedDict[tuple[tuple[_Rule, ...], tuple[_Rule, ...]], tuple[_Rule, ...]] = (
+            OrderedDict()
+        )
 
     # -- request authorization --
 
@@ -876,10 +879,11 @@ class Authorizer:
         return _Resolution(tuple(grants), tuple(failures))
 
 
-def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Insert into a bounded cache, forgetting the oldest entry when full."""
+def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    """Insert into a bounded cache, forgetting the oldest entry when full (an OrderedDict: evicting the
+    first key of a plain dict scans the slots of every earlier eviction)."""
     if len(cache) >= _DECISION_LIMIT:
-        del cache[next(iter(cache))]
+        cache.popitem(last=False)
     cache[key] = value
 
 

@@ -13,7 +13,9 @@ It never tracks ownership of intermediate maps separately, and never versions fi
 
 from __future__ import annotations
 
+import functools
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
@@ -41,10 +43,16 @@ _IDENTITY = frozenset(
 def _item_key(key: str, item: Mapping[str, Any]) -> str:
     # = "k:" + json.dumps({key: value}, sort_keys=True, separators=(",", ":")), built without the dict.
     value = item.get(key)
-    text = (
-        json.dumps(value) if type(value) is str else json.dumps(value, sort_keys=True, separators=(",", ":"))
-    )
+    if type(value) is str:
+        return _string_item_key(key, value)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return f"k:{{{json.dumps(key)}:{text}}}"
+
+
+@functools.lru_cache(maxsize=16384)
+def _string_item_key(key: str, value: str) -> str:
+    # The same container, env and volume names come back on every write of every object of a shape.
+    return f"k:{{{json.dumps(key)}:{json.dumps(value)}}}"
 
 
 _NOT_MAPS = frozenset({str, int, float, bool, list, tuple, type(None)})
@@ -63,17 +71,37 @@ def paths(value: Any, strategy: _patches.Strategy, prefix: Path = ()) -> set[Pat
     return out
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_NO_RULES: _patches.Strategy = {}
+
+
 def _collect(value: Mapping[str, Any], strategy: _patches.Strategy, prefix: Path, out: set[Path]) -> None:
     """`paths` of a non-empty map, added to `out` (one set for the whole walk, not one per level)."""
+    rule_of = strategy.get
     for key, child in value.items():
-        rule = strategy.get(key)
+        kind = type(child)  # the common JSON types first, by exact type: this walk runs for every write
+        if kind is dict:
+            if child:
+                rule = rule_of(key)
+                _collect(
+                    child, rule if rule is not None and _is_map(rule) else _NO_RULES, (*prefix, key), out
+                )
+            else:
+                out.add((*prefix, key))
+            continue
+        if kind in _SCALARS:
+            out.add((*prefix, key))
+            continue
+        rule = rule_of(key)
         here = (*prefix, key)
         if isinstance(child, list) and isinstance(rule, tuple):
             if rule[0] == "key":
                 for item in child:
                     if _is_map(item) and rule[1] in item:
                         item_path = (*here, _item_key(rule[1], item))
-                        out |= paths(item, rule[2], item_path) or {item_path}
+                        below: set[Path] = set()
+                        _collect(item, rule[2], item_path, below)  # `item` has the key: never empty
+                        out |= below or {item_path}
                 continue
             if rule[0] == "set":
                 out.update((*here, "v:" + json.dumps(v, sort_keys=True)) for v in child)
@@ -103,10 +131,37 @@ class PathCache:
     reused while cached; bounded (oldest forgotten first). One per store (its thread). Callers never
     mutate what it returns."""
 
-    def __init__(self, *, size: int = 8192) -> None:
+    def __init__(self, *, size: int = 8192, encodings: int = 4096) -> None:
         self._size = size
         # (id, id of the strategy or 0, status) -> (object, strategy or None, paths[, canonical])
-        self._entries: dict[tuple[int, int, bool], tuple[Any, ...]] = {}
+        # OrderedDict: evicting the oldest of a plain dict (`next(iter(d))`) scans the slots its earlier
+        # deletions left behind, so every insertion into a full cache cost O(size).
+        self._entries: OrderedDict[tuple[int, int, bool], tuple[Any, ...]] = OrderedDict()
+        # (field, the paths below it) -> their FieldsV1: objects of one shape (every server's Deployment)
+        # own the same paths below `spec` or `metadata.labels`, so they share one encoded dict (never
+        # mutated) for it; only the parts that differ (an ownerReference's uid) are encoded again.
+        self._encodings_size = encodings
+        self._encodings: OrderedDict[tuple[str, frozenset[Path]], dict[str, Any]] = OrderedDict()
+
+    def encode(self, owned: Iterable[Path], *, depth: int = 2) -> dict[str, Any]:
+        """`encode(owned)`, from cached encodings of the fields below the first `depth` levels. Callers
+        never mutate the result."""
+        groups: dict[str, list[Path]] = {}
+        for path in owned:
+            if path:
+                groups.setdefault(path[0], []).append(path[1:])
+        out: dict[str, Any] = {}
+        for part in sorted(groups):
+            below = groups[part]
+            key = (part, frozenset(below))
+            fields = self._encodings.get(key)
+            if fields is None:
+                fields = self.encode(below, depth=depth - 1) if depth > 1 else encode(below)
+                if len(self._encodings) >= self._encodings_size:
+                    self._encodings.popitem(last=False)
+                self._encodings[key] = fields
+            out[part if part.startswith(("k:", "v:")) else "f:" + part] = fields
+        return out
 
     def object_paths(self, obj: Mapping[str, Any], strategy: _patches.Strategy, *, status: bool) -> set[Path]:
         key = (id(obj), id(strategy), status)
@@ -125,13 +180,13 @@ class PathCache:
         if hit is not None and hit[0] is fields and hit[1] is None:
             return hit[2], bool(hit[3])
         decoded = decode(fields)
-        canonical = encode(decoded) == fields
+        canonical = self.encode(decoded) == fields
         self._remember(key, (fields, None, decoded, canonical))
         return decoded, canonical
 
     def _remember(self, key: tuple[int, int, bool], entry: tuple[Any, ...]) -> None:
         if len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
+            self._entries.popitem(last=False)
         self._entries[key] = entry
 
 
@@ -306,6 +361,7 @@ def record(
     entries = [dict(e) for e in (old or {}).get("metadata", {}).get("managedFields") or []]
     paths_of = cache.object_paths if cache is not None else object_paths
     owned_of = cache.owned if cache is not None else _owned
+    encode_of = cache.encode if cache is not None else encode
     old_paths = paths_of(old, strategy, status=status) if old else set()
     new_paths = paths_of(new, strategy, status=status)
     if applied is not None:
@@ -330,7 +386,7 @@ def record(
         if not owned:
             continue
         # An unchanged, canonically encoded set keeps its dict (encoding it again gives an equal one).
-        fields = entry["fieldsV1"] if canonical and owned == before else encode(owned)
+        fields = entry["fieldsV1"] if canonical and owned == before else encode_of(owned)
         if fields != entry.get("fieldsV1") or _entry_id(entry) == me:
             entry["fieldsV1"] = fields
             entry["time"] = now
@@ -342,7 +398,7 @@ def record(
             "apiVersion": api_version,
             "time": now,
             "fieldsType": "FieldsV1",
-            "fieldsV1": encode(mine),
+            "fieldsV1": encode_of(mine),
         }
         if status:
             entry["subresource"] = "status"

@@ -214,26 +214,39 @@ SERVICE_ACCOUNT: Strategy = {"metadata": METADATA, "secrets": _keyed("name")}
 DEFAULT: Strategy = {"metadata": METADATA}
 
 
+_NOT_MAPS = frozenset({str, int, float, bool, list, type(None)})
+
+
+def _is_map(value: Any) -> bool:
+    # Exact types first: an ABC isinstance check costs more than the merge step it guards.
+    kind = type(value)
+    return kind is dict or (kind not in _NOT_MAPS and isinstance(value, Mapping))
+
+
 def strategic_merge_patch(target: Any, patch: Any, strategy: Strategy) -> Any:
     """Apply a strategic merge patch: keyed lists merge item by item; `$patch: delete|replace` honoured."""
-    if not isinstance(patch, Mapping):
+    if not _is_map(patch):
         return clone(patch)
     if patch.get("$patch") == "replace":
         return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
+    result: dict[str, Any] = dict(target) if _is_map(target) else {}
     for key, value in patch.items():
-        if key.startswith("$setElementOrder/") or key in ("$patch", "$retainKeys"):
-            continue
-        if key.startswith("$deleteFromPrimitiveList/"):
-            field = key.split("/", 1)[1]
-            current = result.get(field)
-            if isinstance(current, list) and isinstance(value, list):
-                result[field] = [v for v in current if v not in value]
-            continue
+        if key.startswith("$"):  # directives (checked only for keys that can be one)
+            if key.startswith("$setElementOrder/") or key in ("$patch", "$retainKeys"):
+                continue
+            if key.startswith("$deleteFromPrimitiveList/"):
+                field = key.split("/", 1)[1]
+                current = result.get(field)
+                if isinstance(current, list) and isinstance(value, list):
+                    result[field] = [v for v in current if v not in value]
+                continue
         if value is None:
             result.pop(key, None)
+            continue
+        if type(value) in _ATOMS:  # a scalar replaces whatever was there
+            result[key] = value
             continue
         rule = strategy.get(key)
         current = result.get(key)
@@ -246,8 +259,8 @@ def strategic_merge_patch(target: Any, patch: Any, strategy: Strategy) -> Any:
                 result[key] = _merge_keyed(
                     current if isinstance(current, list) else [], value, rule[1], rule[2]
                 )
-        elif isinstance(value, Mapping):
-            child = rule if isinstance(rule, Mapping) else {}
+        elif _is_map(value):
+            child = rule if rule is not None and _is_map(rule) else {}
             merged_value = strategic_merge_patch(current, value, child)
             if merged_value is None:
                 result.pop(key, None)
@@ -259,18 +272,14 @@ def strategic_merge_patch(target: Any, patch: Any, strategy: Strategy) -> Any:
 
 
 def _merge_keyed(current: list[Any], patch: list[Any], key: str, child: Strategy) -> list[Any]:
-    if any(isinstance(p, Mapping) and p.get("$patch") == "replace" for p in patch):
-        return [clone(p) for p in patch if not (isinstance(p, Mapping) and "$patch" in p)]
+    if any(_is_map(p) and p.get("$patch") == "replace" for p in patch):
+        return [clone(p) for p in patch if not (_is_map(p) and "$patch" in p)]
     out = list(current)
     for item in patch:
-        if not isinstance(item, Mapping) or key not in item:
+        if not _is_map(item) or key not in item:
             raise PatchError(400, f"map: {item} does not contain declared merge key: {key}")
         position = next(
-            (
-                i
-                for i, existing in enumerate(out)
-                if isinstance(existing, Mapping) and existing.get(key) == item[key]
-            ),
+            (i for i, existing in enumerate(out) if _is_map(existing) and existing.get(key) == item[key]),
             None,
         )
         if item.get("$patch") == "delete":

@@ -1229,15 +1229,16 @@ class Store:
 
     def _collect_dependent(self, dep_ref: ObjectRef) -> None:
         """Garbage collection: delete a dependent whose owners are all gone (background)."""
-        found = self._resolve_ref(dep_ref)
-        if found is None:
+        key, namespace, name = dep_ref
+        obj = self.collections[key].objects.get(namespace, {}).get(name)
+        if obj is None:
             return
-        rt, obj = found
         refs = obj["metadata"].get("ownerReferences") or []
         if not refs or any(self._owner_alive(dep_ref, r) for r in refs):
             return
         if not obj["metadata"].get("deletionTimestamp"):
-            self._delete(rt, obj, policy="Background")
+            # The storage type only now: finding it scans every registered type.
+            self._delete(self.storage_type(key), obj, policy="Background")
 
     def _collect(self, owner_uid: str) -> None:
         for dep_ref in list(self.dependents.get(owner_uid, ())):
