@@ -78,8 +78,12 @@ _NO_RULES: _patches.Strategy = {}
 def _collect(value: Mapping[str, Any], strategy: _patches.Strategy, prefix: Path, out: set[Path]) -> None:
     """`paths` of a non-empty map, added to `out` (one set for the whole walk, not one per level)."""
     rule_of = strategy.get
+    add = out.add
     for key, child in value.items():
         kind = type(child)  # the common JSON types first, by exact type: this walk runs for every write
+        if kind in _SCALARS:
+            add((*prefix, key))
+            continue
         if kind is dict:
             if child:
                 rule = rule_of(key)
@@ -87,18 +91,16 @@ def _collect(value: Mapping[str, Any], strategy: _patches.Strategy, prefix: Path
                     child, rule if rule is not None and _is_map(rule) else _NO_RULES, (*prefix, key), out
                 )
             else:
-                out.add((*prefix, key))
-            continue
-        if kind in _SCALARS:
-            out.add((*prefix, key))
+                add((*prefix, key))
             continue
         rule = rule_of(key)
         here = (*prefix, key)
         if isinstance(child, list) and isinstance(rule, tuple):
             if rule[0] == "key":
+                merge_key = rule[1]
                 for item in child:
-                    if _is_map(item) and rule[1] in item:
-                        item_path = (*here, _item_key(rule[1], item))
+                    if _is_map(item) and merge_key in item:
+                        item_path = (*here, _item_key(merge_key, item))
                         below: set[Path] = set()
                         _collect(item, rule[2], item_path, below)  # `item` has the key: never empty
                         out |= below or {item_path}
@@ -109,7 +111,7 @@ def _collect(value: Mapping[str, Any], strategy: _patches.Strategy, prefix: Path
         if child and _is_map(child):
             _collect(child, rule if _is_map(rule) else {}, here, out)
         else:
-            out.add(here)
+            add(here)
 
 
 def object_paths(obj: Mapping[str, Any], strategy: _patches.Strategy, *, status: bool) -> set[Path]:
@@ -121,6 +123,78 @@ def object_paths(obj: Mapping[str, Any], strategy: _patches.Strategy, *, status:
     if meta:
         body["metadata"] = meta
     return paths(body, strategy)
+
+
+def _view(obj: Mapping[str, Any], *, status: bool) -> Mapping[str, Any]:
+    """The part of an object whose `paths` are its `object_paths`."""
+    if status:
+        return {"status": obj["status"]} if obj.get("status") else {}
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "status", "metadata")}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _IDENTITY}
+    if meta:
+        body["metadata"] = meta
+    return body
+
+
+def changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], strategy: _patches.Strategy, *, status: bool
+) -> tuple[set[Path], set[Path]]:
+    """What an update changed, without walking what it left alone: `(changed, removed)` where changed is
+    `{p in object_paths(new) if get(old, p) != get(new, p)}` and removed `object_paths(old) -
+    object_paths(new)`. Equal subtrees are skipped (compared as JSON text where list merge keys make the
+    paths depend on value types: 1 and 1.0 are equal but are different item keys)."""
+    changed: set[Path] = set()
+    removed: set[Path] = set()
+    _diff(_view(old, status=status), _view(new, status=status), strategy, (), (old, new), changed, removed)
+    return changed, removed
+
+
+def _key_paths(key: str, child: Any, strategy: _patches.Strategy, prefix: Path) -> set[Path]:
+    """The paths `_collect` gives for one key of a map at `prefix`."""
+    out: set[Path] = set()
+    _collect({key: child}, strategy, prefix, out)
+    return out
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+
+
+def _diff(
+    before_map: Mapping[str, Any],
+    after_map: Mapping[str, Any],
+    strategy: _patches.Strategy,
+    prefix: Path,
+    roots: tuple[Mapping[str, Any], Mapping[str, Any]],
+    changed: set[Path],
+    removed: set[Path],
+) -> None:
+    """`changes` below two maps at `prefix` (the maps are what `get` finds at `prefix` in the roots)."""
+    old, new = roots
+    rule_of = strategy.get
+    for key, after in after_map.items():
+        before = before_map.get(key, _MISSING)
+        if before is _MISSING:  # `get(old, p)` is missing for every path below
+            changed.update(p for p in _key_paths(key, after, strategy, prefix) if get(new, p) is not _MISSING)
+            continue
+        rule = rule_of(key)
+        # Without a rule below, paths depend only on keys and which values are maps, which == compares.
+        if before == after and (rule is None or _same_json(before, after)):
+            continue
+        if type(after) is dict and type(before) is dict and after and before:
+            below = rule if rule is not None and _is_map(rule) else _NO_RULES
+            _diff(before, after, below, (*prefix, key), roots, changed, removed)
+            continue
+        theirs = _key_paths(key, before, strategy, prefix)
+        ours = _key_paths(key, after, strategy, prefix)
+        changed.update(p for p in ours if get(old, p) != get(new, p))
+        removed |= theirs - ours
+    for key, before in before_map.items():
+        if key not in after_map:
+            removed |= _key_paths(key, before, strategy, prefix)
 
 
 class PathCache:
@@ -362,14 +436,17 @@ def record(
     paths_of = cache.object_paths if cache is not None else object_paths
     owned_of = cache.owned if cache is not None else _owned
     encode_of = cache.encode if cache is not None else encode
-    old_paths = paths_of(old, strategy, status=status) if old else set()
-    new_paths = paths_of(new, strategy, status=status)
-    if applied is not None:
-        mine = paths_of(applied, strategy, status=status) & new_paths
+    if applied is None and old:
+        mine, removed = changes(old, new, strategy, status=status)
     else:
-        mine = {p for p in new_paths if old is None or get(old, p) != get(new, p)}
+        old_paths = paths_of(old, strategy, status=status) if old else set()
+        new_paths = paths_of(new, strategy, status=status)
+        if applied is not None:
+            mine = paths_of(applied, strategy, status=status) & new_paths
+        else:
+            mine = {p for p in new_paths if old is None or get(old, p) != get(new, p)}
+        removed = old_paths - new_paths
     me = (manager, operation, "status" if status else "")
-    removed = old_paths - new_paths
     kept: list[dict[str, Any]] = []
     found = False
     for entry in entries:
