@@ -73,7 +73,7 @@ SERVER_VERSION = {
 
 def _json_response(body: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
+        body=_store.encode(body),
         status=status,
         content_type=_JSON,
         headers=headers,
@@ -100,7 +100,7 @@ def _decode_yaml(raw: bytes) -> Any:
         text = raw.decode("utf-8")
         if text.lstrip().startswith("{"):
             # NaN and Infinity are not JSON (Python's parser accepts them); YAML reads them as strings.
-            return json.loads(text, parse_constant=_not_json)
+            return _APPLY_DECODER.decode(text)
     try:
         return yaml.load(raw, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -109,6 +109,10 @@ def _decode_yaml(raw: bytes) -> Any:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+# One decoder for every apply body (json.loads with an option builds a new decoder and scanner per call).
+_APPLY_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _not_found_path() -> _store.ApiStatusError:
