@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
 import random
+import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
+import orjson
+import yarl
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -52,6 +57,54 @@ _VERBS: Final = {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "del
 _List = list  # `Api.list` shadows the builtin inside the class body
 
 
+def dumps(value: Any) -> bytes:
+    """`value` as JSON bytes, as `json.dumps` writes it up to whitespace (non-ASCII stays escaped).
+
+    orjson is ~10x faster than the standard encoder; what it refuses (non-string keys, integers beyond
+    64 bits) and any non-ASCII output, which the YAML reading of apply patches treats more loosely than
+    JSON, go through `json` instead.
+    """
+    try:
+        data = orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+    return data if data.isascii() else json.dumps(value, separators=(",", ":")).encode()
+
+
+def loads(data: bytes) -> Any:
+    """Decode JSON bytes: orjson, or `json` for what orjson refuses (NaN, UTF-16, invalid UTF-8)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def tracer_provider_installed() -> bool:
+    """True once a tracer provider is OpenTelemetry's global one (it is set once, for good).
+
+    Until then every span of a module-level tracer is a no-op that would still build its attributes and
+    attach and detach a context; callers skip all of that. This reads what ProxyTracer itself reads on
+    every span (a provider named by OTEL_PYTHON_TRACER_PROVIDER is loaded by the first `get_tracer`):
+    `trace.get_tracer_provider()` would look the environment up on each call (~2 us).
+    """
+    return trace._TRACER_PROVIDER is not None
+
+
+class _NoSpan:
+    """The scope of a span not recorded: yields the invalid span and leaves the context alone."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> trace.Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+NO_SPAN: Final = _NoSpan()
+
+
 @dataclasses.dataclass(frozen=True)
 class Resource:
     """Identity of an API resource type: enough to build its URLs."""
@@ -69,13 +122,21 @@ class Resource:
     def path(self, *, namespace: str | None = None, name: str | None = None, subresource: str = "") -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace, safe='')}"
+            base += f"/namespaces/{_segment(namespace)}"
         base += f"/{self.plural}"
         if name:
-            base += f"/{quote(name, safe='')}"
+            base += f"/{_segment(name)}"
             if subresource:
                 base += f"/{subresource}"
         return base
+
+
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9._~-]+").fullmatch
+
+
+def _segment(value: str) -> str:
+    """`value` percent-encoded as one path segment (Kubernetes names need no encoding: checked first)."""
+    return value if _UNRESERVED(value) else quote(value, safe="")
 
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
@@ -191,7 +252,6 @@ class Api:
         # a cold start) queues for connections instead of opening, and then keeping alive, one each.
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=self._ssl),
-            json_serialize=json.dumps,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         self._warned: set[tuple[str, str, int]] = set()
@@ -349,7 +409,7 @@ class Api:
         force: bool = False,
     ) -> Body:
         """Patch and return the new object. `apply` is server-side apply (needs a field manager)."""
-        query = _query(fieldManager=field_manager, force="true" if force else None)
+        query = _patch_query(field_manager, force)
         path = res.path(namespace=namespace, name=name, subresource=subresource) + query
         return await self._json(
             "PATCH", res, path, body=patch, content_type=CONTENT_TYPES[patch_type], verb="patch"
@@ -476,35 +536,39 @@ class Api:
     ) -> Body | None:
         """One request with retries inside a `k8s.api` span. `missing_ok`: a 404 answers None, and the
         span stays unmarked (the caller asked "is it there?"; "no" is not an error)."""
-        verb = verb or {"GET": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(
-            method, method
-        )
+        verb = verb or _VERBS.get(method, method)
         url = self.host + path
-        data = json.dumps(body).encode() if body is not None else None
-        with _tracer.start_as_current_span(
-            f"k8s.api {verb} {res.plural}",
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "url.full": url,
-                "url.path": path.split("?", 1)[0],
-                **self._server_attributes,
-                "k8s.resource": res.plural,
-                "k8s.api.verb": verb,
-            },
-        ) as span:
+        data = dumps(body) if body is not None else None
+        scope: AbstractContextManager[trace.Span] = NO_SPAN
+        if tracer_provider_installed():
+            scope = _tracer.start_as_current_span(
+                f"k8s.api {verb} {res.plural}",
+                kind=trace.SpanKind.CLIENT,
+                attributes={
+                    "http.request.method": method,
+                    "url.full": url,
+                    "url.path": path.split("?", 1)[0],
+                    **self._server_attributes,
+                    "k8s.resource": res.plural,
+                    "k8s.api.verb": verb,
+                },
+            )
+        with scope as span:
             attempt = 0
             while True:
                 error_type = ""
                 try:
                     async with self._gate:  # waits before aiohttp builds anything (a burst stays cheap)
                         headers = await self._headers(content_type if data is not None else None)
-                        async with self._session.request(method, url, data=data, headers=headers) as resp:
+                        # `path` is percent-encoded already (quote, urlencode): yarl need not re-encode it.
+                        async with self._session.request(
+                            method, yarl.URL(url, encoded=True), data=data, headers=headers
+                        ) as resp:
                             span.set_attribute("http.response.status_code", resp.status)
                             if self.on_response:
                                 self.on_response(verb, res.plural, resp.status)
                             if resp.status < 400:
-                                return dict(await resp.json(content_type=None))
+                                return _object(await resp.read())
                             if resp.status == 404 and missing_ok:
                                 return None
                             error = await _error(resp)
@@ -782,7 +846,7 @@ class _WatchStream(asyncio.BufferedProtocol):
 
 def _watch_event(line: bytes, res: Resource) -> WatchEvent:
     """One line of a watch stream; ValueError when it is not a watch event (the informer resumes)."""
-    event = json.loads(line)
+    event = loads(line)
     kind = event.get("type") if isinstance(event, dict) else None
     obj = event.get("object") if isinstance(event, dict) else None
     if kind == "ERROR" and isinstance(obj, dict):
@@ -793,6 +857,22 @@ def _watch_event(line: bytes, res: Resource) -> WatchEvent:
     if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK") or not isinstance(obj, dict):
         raise ValueError(f"not a watch event: {line[:80]!r}")
     return WatchEvent(kind, obj)
+
+
+def _object(data: bytes) -> Body:
+    """The JSON object of a 2xx answer (an empty body reads as {})."""
+    if not data.strip():
+        return {}
+    answer = loads(data)
+    if not isinstance(answer, dict):
+        raise ApiError(502, {"reason": "BadResponse", "message": f"not a JSON object: {data[:80]!r}"})
+    return answer
+
+
+@functools.lru_cache(maxsize=64)
+def _patch_query(field_manager: str | None, force: bool) -> str:
+    """A patch's query: the same few per process, encoded once (urlencode is ~3 us a call)."""
+    return _query(fieldManager=field_manager, force="true" if force else None)
 
 
 def _query(**params: Any) -> str:

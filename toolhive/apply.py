@@ -21,6 +21,8 @@ from collections.abc import Hashable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
+import orjson
+
 from discovery import constants as discovery_constants
 from discovery import kube
 from toolhive import constants, resources
@@ -145,7 +147,7 @@ class Applier:
         written = self._statuses.get(key)
         if written is not None:
             if written[0] == str(meta.get("resourceVersion")):
-                return json.loads(zlib.decompress(written[1]))  # type: ignore[no-any-return]
+                return kube.loads(zlib.decompress(written[1]))  # type: ignore[no-any-return]
             del self._statuses[key]  # the cache caught up with the write
         return dict(server.get("status") or {})
 
@@ -163,7 +165,7 @@ class Applier:
             subresource="status",
         )
         self.writes["status"] += 1
-        encoded = zlib.compress(json.dumps(status, separators=(",", ":")).encode(), 1)
+        encoded = zlib.compress(kube.dumps(status), 1)
         self._statuses[key] = (str(meta.get("resourceVersion")), encoded)
         return True
 
@@ -303,7 +305,10 @@ def _key(manifest: Body) -> ObjectKey:
 
 
 def _digest(manifest: Body) -> bytes:
-    encoded = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    try:
+        encoded = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)  # ~10x json.dumps
+    except TypeError:  # what orjson refuses (non-string keys, integers beyond 64 bits)
+        encoded = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(encoded, digest_size=16).digest()
 
 

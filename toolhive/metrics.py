@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import http.server
 import threading
-from typing import Final
+from typing import Final, TypeVar, cast
 
 import prometheus_client
 from prometheus_client import exposition, gc_collector, platform_collector, process_collector
+from prometheus_client.metrics import MetricWrapperBase
 
 import toolhive
 
+M = TypeVar("M", bound=MetricWrapperBase)
 NAMESPACE: Final = "toolhive"
 # Reconciles run from milliseconds (no-op, cache hits) to tens of seconds (slow API under load).
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -100,6 +102,10 @@ class Metrics:
             namespace=NAMESPACE,
             registry=registry,
         )
+        # Labelled children by label values: `labels()` validates and locks on every call (~2 us), and
+        # these are called on every API request and reconcile. Bounded by the label values in use
+        # (verbs x resources x codes, controllers x outcomes).
+        self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
         build_info = prometheus_client.Gauge(
             "build_info",
             "Always 1; labels carry the version and which process this is.",
@@ -114,11 +120,11 @@ class Metrics:
 
     def observe_reconcile(self, *, controller: str, outcome: str, seconds: float) -> None:
         """Count one finished reconcile and record its duration."""
-        self.reconciles.labels(controller=controller, outcome=outcome).inc()
-        self.reconcile_duration.labels(controller=controller, outcome=outcome).observe(seconds)
+        self._child(self.reconciles, controller, outcome).inc()
+        self._child(self.reconcile_duration, controller, outcome).observe(seconds)
 
     def set_queue_depth(self, depth: int, *, controller: str) -> None:
-        self.queue_depth.labels(controller=controller).set(depth)
+        self._child(self.queue_depth, controller).set(depth)
 
     def set_managed_namespaces(self, count: int) -> None:
         self.managed_namespaces.set(count)
@@ -126,9 +132,17 @@ class Metrics:
     def observe_api_request(self, *, verb: str, resource: str, code: int | None) -> None:
         """Count one API request; `code` None means no HTTP response. Errors are also counted apart."""
         label = NO_RESPONSE if code is None else str(code)
-        self.api_requests.labels(verb=verb, resource=resource, code=label).inc()
+        self._child(self.api_requests, verb, resource, label).inc()
         if code is None or code >= 400:
-            self.api_errors.labels(verb=verb, resource=resource, code=label).inc()
+            self._child(self.api_errors, verb, resource, label).inc()
+
+    def _child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once per metric and label values."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(M, child)
 
     def count_grant(self) -> None:
         self.grants.inc()

@@ -29,7 +29,7 @@ from toolhive.builders.inputs import BuildConfig
 from toolhive.workqueue import Result, Trigger
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("toolhive.reconcile")
+_tracer = telemetry.GlobalTracer("toolhive.reconcile")
 
 Lookup = Callable[..., kube.Body | None]
 WATCHED = {res.kind for res in (resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)}

@@ -8,6 +8,7 @@ ToolHive's where ToolHive has one (`Ready`, `PodTemplateValid`), so dashboards k
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Final
@@ -41,8 +42,13 @@ class ConditionStatus(enum.StrEnum):
     UNKNOWN = "Unknown"
 
 
+@functools.lru_cache(maxsize=256)
 def format_time(value: datetime) -> str:
-    """RFC 3339 in UTC with second precision, as `metav1.Time` serialises (`2026-01-02T03:04:05Z`)."""
+    """RFC 3339 in UTC with second precision, as `metav1.Time` serialises (`2026-01-02T03:04:05Z`).
+
+    Memoised: a pass serialises the same few instants (now, the kept transition times) again and again.
+    Datetimes compare equal exactly when they are the same instant, which formats to the same text.
+    """
     return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

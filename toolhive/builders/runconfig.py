@@ -19,6 +19,8 @@ import hashlib
 import json
 from typing import Any, Final
 
+import orjson
+
 from toolhive import constants, names
 from toolhive.api import models
 from toolhive.builders import inputs, meta
@@ -109,8 +111,17 @@ def runconfig_document(server: inputs.Server, *, config: inputs.BuildConfig) -> 
 
 
 def render_runconfig(server: inputs.Server, *, config: inputs.BuildConfig) -> str:
-    """`runconfig.json` as text: two-space indent like ToolHive's `json.MarshalIndent`, trailing newline."""
-    return json.dumps(runconfig_document(server, config=config), indent=2, ensure_ascii=False) + "\n"
+    """`runconfig.json` as text: two-space indent like ToolHive's `json.MarshalIndent`, trailing newline.
+
+    orjson writes the same text as `json.dumps(indent=2, ensure_ascii=False)` for this document (no
+    floats) ~20x faster (the standard encoder's C speed-up does not indent); what it refuses (integers
+    beyond 64 bits, lone surrogates) goes through `json`.
+    """
+    document = runconfig_document(server, config=config)
+    try:
+        return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+    except TypeError:
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def runconfig_labels(server: inputs.Server) -> dict[str, str]:

@@ -145,3 +145,17 @@ def test_configmap_golden(make_server: MakeServer, config: BuildConfig, golden: 
     golden.check(
         "configmap-runconfig.json", runconfig.build_runconfig_configmap(make_server(), config=config)
     )
+
+
+def test_runconfig_json_is_the_text_the_standard_encoder_writes_for_any_characters(
+    make_server: MakeServer, config: BuildConfig
+) -> None:
+    # render_runconfig uses orjson; the checksum (and so the pod roll) must not depend on that choice.
+    awkward = 'é ü 日本 \u2028 \x7f \x1f tab\t quote" back\\slash / 😀'
+    server = make_server(
+        args=["--greeting", awkward, ""],
+        env=[{"name": "MOTTO", "value": awkward}, {"name": "EMPTY", "value": ""}],
+    )
+    document = runconfig.runconfig_document(server, config=config)
+    expected = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    assert runconfig.render_runconfig(server, config=config) == expected
