@@ -143,7 +143,7 @@ class Event:
     obj: Obj
     old: Obj | None
     namespace: str
-    # apiVersion -> the object as seen in it, encoded; every watch line of the event embeds those bytes
+    # apiVersion -> the object as seen in it, encoded; "TYPE apiVersion" -> a watch line embedding them
     _encoded: dict[str, bytes] = dataclasses.field(default_factory=dict)
 
     def forget_encoding(self) -> None:
@@ -156,8 +156,14 @@ class Event:
         return data
 
     def encoded(self, kind: str, rt: _resources.ResourceType) -> bytes:
-        # Byte for byte what encoding {"type": kind, "object": ...} gives, with the object encoded once.
-        return b'{"type":"' + kind.encode() + b'","object":' + self.encoded_object(rt) + b"}\n"
+        # Byte for byte what encoding {"type": kind, "object": ...} gives, with the object encoded once;
+        # each line is built once per event, whatever the number of watchers it is queued for.
+        key = f"{kind} {rt.api_version}"
+        line = self._encoded.get(key)
+        if line is None:
+            line = b'{"type":"' + kind.encode() + b'","object":' + self.encoded_object(rt) + b"}\n"
+            self._encoded[key] = line
+        return line
 
 
 class Watcher:
