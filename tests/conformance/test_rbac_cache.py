@@ -1,7 +1,8 @@
 """The authorizer's cache of resolved rules never outlives an RBAC write: the next request sees it.
 
 The loopback API caches each (user, namespace)'s resolved rules until a ClusterRole or
-ClusterRoleBinding changes, or a Role or RoleBinding of that namespace does. A real API server's
+ClusterRoleBinding changes, or a RoleBinding of that namespace with a subject matching the user (before
+or after the write), or a Role such a binding references. A real API server's
 authorizer reads informers, so a grant takes a moment there; these assert the loopback's immediacy.
 """
 
@@ -128,3 +129,83 @@ def test_resolved_rules_are_reused_until_an_rbac_write_that_concerns_them() -> N
     assert not authorizer.authorize(asks) and len(calls) == listed  # another namespace's write
     bind("a")
     assert authorizer.authorize(asks) and len(calls) > listed
+
+
+def _counting_store() -> tuple[Any, list[tuple[str, str | None]]]:
+    from toolhive.testing import _store
+
+    store = _store.Store()
+    store.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}})
+    calls: list[tuple[str, str | None]] = []
+    listing = store.rbac_objects
+
+    def counted(kind: str, namespace: str | None = None) -> Iterable[Mapping[str, Any]]:
+        calls.append((kind, namespace))
+        return listing(kind, namespace)
+
+    store.rbac_objects = counted  # type: ignore[method-assign]
+    return store, calls
+
+
+def _write(store: Any, body: dict[str, Any]) -> None:
+    """Create or replace a namespaced RBAC object in namespace "a"."""
+    from toolhive.testing import _resources
+
+    body = dict(body, metadata=dict(body["metadata"], namespace="a"))
+    rt = store.type_for_kind(body["apiVersion"], body["kind"])
+    assert isinstance(rt, _resources.ResourceType)
+    if store.lookup(rt, "a", body["metadata"]["name"]) is None:
+        store.create(rt, "a", body, manager="test")
+    else:
+        store.update(rt, "a", body["metadata"]["name"], body, status_write=False, manager="test")
+
+
+def test_bindings_and_roles_that_do_not_concern_a_user_leave_its_resolved_rules_cached() -> None:
+    from toolhive.testing import _authz
+
+    store, calls = _counting_store()
+    authorizer = _authz.Authorizer(store)
+    robot = _authz.serviceaccount_user("a", "robot")
+    asks = _authz.RequestAttributes(robot, "list", "", "configmaps", namespace="a")
+    _write(store, role("reader", rule("list", "core", "configmaps")))
+    _write(store, role_binding("robot", "Role", "reader", sa_subject("a", "robot")))
+    assert authorizer.authorize(asks)
+    listed = len(calls)
+    # Another subject's binding and a Role nobody binds the robot to: the robot's rules are unchanged.
+    _write(store, role("other", rule("list", "core", "secrets")))
+    _write(store, role_binding("other", "Role", "other", sa_subject("a", "someone-else")))
+    assert authorizer.authorize(asks) and len(calls) == listed, "answered from the cache"
+    secrets = _authz.RequestAttributes(robot, "list", "", "secrets", namespace="a")
+    assert not authorizer.authorize(secrets)
+
+
+def test_a_binding_or_role_that_concerns_a_user_is_seen_on_its_next_request() -> None:
+    from toolhive.testing import _authz
+
+    store, _ = _counting_store()
+    authorizer = _authz.Authorizer(store)
+    robot = _authz.serviceaccount_user("a", "robot")
+    configmaps = _authz.RequestAttributes(robot, "list", "", "configmaps", namespace="a")
+    secrets = _authz.RequestAttributes(robot, "list", "", "secrets", namespace="a")
+    _write(store, role("reader", rule("list", "core", "configmaps")))
+    _write(store, role("other", rule("list", "core", "secrets")))
+    _write(store, role_binding("other", "Role", "other", sa_subject("a", "someone-else")))
+    assert not authorizer.authorize(secrets)
+    # The binding gains the robot (a ServiceAccount subject without a namespace means the binding's).
+    subject = {"kind": "ServiceAccount", "name": "robot"}
+    _write(store, role_binding("other", "Role", "other", sa_subject("a", "someone-else"), subject))
+    assert authorizer.authorize(secrets)
+    # The Role it references changes.
+    _write(store, role("other", rule("list", "core", "configmaps")))
+    assert (authorizer.authorize(secrets), authorizer.authorize(configmaps)) == (False, True)
+    # The binding loses the robot again.
+    _write(store, role_binding("other", "Role", "other", sa_subject("a", "someone-else")))
+    assert not authorizer.authorize(configmaps)
+    # A group the robot is in.
+    group = {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:serviceaccounts:a"}
+    _write(store, role_binding("everyone", "Role", "reader", group))
+    assert authorizer.authorize(configmaps)
+    store.delete(
+        store.type_for_kind("rbac.authorization.k8s.io/v1", "RoleBinding"), "a", "everyone", options={}
+    )
+    assert not authorizer.authorize(configmaps)

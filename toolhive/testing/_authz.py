@@ -77,7 +77,10 @@ class RbacObjects(Protocol):
     the Authorizer then caches resolved rules per (user, namespace) until it changes. Better still,
     `rbac_versions(namespace) -> (cluster, namespace)`: one counter for ClusterRole/ClusterRoleBinding
     writes and one per namespace for its Role/RoleBinding writes; then a write in one namespace leaves
-    the cached resolutions of every other namespace valid.
+    the cached resolutions of every other namespace valid. Finest, with `rbac_versions`:
+    `rbac_subject_version(namespace, subject_key(...))` (writes of the namespace's RoleBindings that have or
+    had such a subject) and `rbac_role_version(namespace, name)` (writes of one Role); then only writes
+    that concern a user's bindings and their Roles invalidate its resolution.
     """
 
     def rbac_objects(self, kind: RbacKind, namespace: str | None = None) -> Iterable[Mapping[str, Any]]: ...
@@ -447,6 +450,28 @@ def _subject_applies(user: UserInfo, subject: Mapping[str, Any], namespace: str)
     return False
 
 
+def subject_key(subject: Any, binding_namespace: str) -> tuple[str, str] | None:
+    """The one user attribute a binding subject matches (`_subject_applies`), as a key: ("User", name),
+    ("Group", name) or ("ServiceAccount", its user name); None for a subject that never applies."""
+    if not isinstance(subject, Mapping):
+        return None
+    kind = subject.get("kind")
+    name = subject.get("name") or ""
+    if kind in ("User", "Group"):
+        return (kind, name) if isinstance(name, str) else None
+    if kind == "ServiceAccount":
+        sa_namespace = subject.get("namespace") or binding_namespace
+        return (
+            ("ServiceAccount", f"{SERVICEACCOUNT_USER_PREFIX}{sa_namespace}:{name}") if sa_namespace else None
+        )
+    return None
+
+
+def _user_keys(user: UserInfo) -> tuple[tuple[str, str], ...]:
+    """Every `subject_key` that applies to `user`."""
+    return (("User", user.name), ("ServiceAccount", user.name), *(("Group", g) for g in user.groups))
+
+
 def _describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
     kind = str(subject.get("kind") or "")
     name = str(subject.get("name") or "")
@@ -548,6 +573,18 @@ class Authorizer:
             self._versions = lambda namespace: (version(), 0)
         # (user, namespace) -> (the versions it was resolved at, the resolution)
         self._cache: dict[tuple[UserInfo, str], tuple[tuple[int, int], _Resolution]] = {}
+        # Finer still, when the objects offer `rbac_subject_version` and `rbac_role_version`: a namespace's
+        # resolution for a user depends only on the RoleBindings with a subject matching the user and the
+        # Roles those reference, so writes of other bindings (a proxy runner's) leave it valid.
+        subject_version = getattr(objects, "rbac_subject_version", None)
+        role_version = getattr(objects, "rbac_role_version", None)
+        self._fine: tuple[Callable[[str, tuple[str, str]], int], Callable[[str, str], int]] | None = (
+            (subject_version, role_version) if callable(subject_version) and callable(role_version) else None
+        )
+        # (user, namespace) -> (cluster version, Roles read, fine token, the resolution)
+        self._fine_cache: dict[
+            tuple[UserInfo, str], tuple[int, tuple[str, ...], tuple[int, ...], _Resolution]
+        ] = {}
         self._lookup: tuple[int, _RoleLookup] = (-1, _RoleLookup(objects))
         # Request attributes (the name only when a rule names resources) -> (the resolution the decision
         # was made from, the allowing grant): valid while that resolution is the current one.
@@ -807,10 +844,37 @@ class Authorizer:
 
     # -- resolution and its cache --
 
+    def _fine_token(self, user: UserInfo, namespace: str, roles: tuple[str, ...]) -> tuple[int, ...]:
+        assert self._fine is not None
+        subject_version, role_version = self._fine
+        return (
+            *(subject_version(namespace, key) for key in _user_keys(user)),
+            *(role_version(namespace, role) for role in roles),
+        )
+
     def _resolution(self, user: UserInfo, namespace: str) -> _Resolution:
         versions = self._versions
         if versions is None:
             return self._resolve(user, namespace, _RoleLookup(self._objects))
+        if self._fine is not None:
+            cluster = versions(namespace)[0]
+            key = (user, namespace)
+            fine = self._fine_cache.get(key)
+            if (
+                fine is not None
+                and fine[0] == cluster
+                and self._fine_token(user, namespace, fine[1]) == fine[2]
+            ):
+                return fine[3]
+            before = versions(namespace)
+            roles: list[str] = []
+            resolution = self._resolve(user, namespace, self._role_lookup(namespace), roles_read=roles)
+            if versions(namespace) == before:  # nothing was written while resolving
+                if len(self._fine_cache) >= _CACHE_LIMIT:
+                    self._fine_cache.clear()
+                read = tuple(roles)
+                self._fine_cache[key] = (before[0], read, self._fine_token(user, namespace, read), resolution)
+            return resolution
         before = versions(namespace)
         key = (user, namespace)
         hit = self._cache.get(key)
@@ -840,8 +904,11 @@ class Authorizer:
             )
         return lookup[1]
 
-    def _resolve(self, user: UserInfo, namespace: str, roles: _RoleLookup) -> _Resolution:
-        """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings."""
+    def _resolve(
+        self, user: UserInfo, namespace: str, roles: _RoleLookup, *, roles_read: list[str] | None = None
+    ) -> _Resolution:
+        """VisitRulesFor: ClusterRoleBindings first, then the namespace's RoleBindings. `roles_read` gets
+        the names of the namespace's Roles the resolution looked up (found or not)."""
         grants: list[_Grant] = []
         failures: list[tuple[str, str]] = []
         bindings: list[tuple[str, Mapping[str, Any]]] = [
@@ -865,6 +932,8 @@ class Authorizer:
             if ref_kind not in ("Role", "ClusterRole"):
                 failures.append((ref_kind, ref_name))
                 continue
+            if ref_kind == "Role" and roles_read is not None:
+                roles_read.append(ref_name)
             rules = roles.rules(ref_kind, ref_name, binding_namespace)
             if rules is None:
                 failures.append((ref_kind, ref_name))

@@ -23,7 +23,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from toolhive.testing import _cel, _fields, _kinds, _patches, _resources, _schema, _selectors, _validation
+from toolhive.testing import (
+    _authz,
+    _cel,
+    _fields,
+    _kinds,
+    _patches,
+    _resources,
+    _schema,
+    _selectors,
+    _validation,
+)
 
 Obj = dict[str, Any]
 ObjectRef = tuple[tuple[str, str], str, str]  # (collection key, namespace, name)
@@ -247,6 +257,9 @@ class Store:
         self._rbac_version = 0
         self._rbac_cluster_version = 0
         self._rbac_namespace_versions: dict[str, int] = {}
+        # Never forgotten: a version going back to 0 could repeat a token an authorizer cached.
+        self._rbac_subject_versions: dict[tuple[str, tuple[str, str]], int] = {}
+        self._rbac_role_versions: dict[tuple[str, str], int] = {}
         self._paths = _fields.PathCache()
         self._last_encoded: tuple[Obj, bytes] | None = None  # (object, its encoding): see `encode`
         self._strategies: dict[tuple[str, str, str], tuple[Mapping[str, Any], _patches.Strategy]] = {}
@@ -444,12 +457,36 @@ class Store:
         Role/RoleBinding writes); the authorizer's cached rules for a namespace stay valid until one moves."""
         return self._rbac_cluster_version, self._rbac_namespace_versions.get(namespace, 0)
 
+    def rbac_subject_version(self, namespace: str, subject: tuple[str, str]) -> int:
+        """`_authz.Authorizer`'s finer token: writes of the namespace's RoleBindings that have (or had) a
+        subject with this `_authz.subject_key`."""
+        return self._rbac_subject_versions.get((namespace, subject), 0)
+
+    def rbac_role_version(self, namespace: str, name: str) -> int:
+        """`_authz.Authorizer`'s finer token: writes of one Role."""
+        return self._rbac_role_versions.get((namespace, name), 0)
+
     def _emit(self, coll: Collection, kind: str, obj: Obj, old: Obj | None) -> None:
         namespace = obj["metadata"].get("namespace", "") if coll.namespaced else ""
         if coll.key[0] == "rbac.authorization.k8s.io":
             self._rbac_version += 1
             if coll.namespaced:
                 self._rbac_namespace_versions[namespace] = self._rbac_namespace_versions.get(namespace, 0) + 1
+                if coll.key[1] == "roles":
+                    key = (namespace, obj["metadata"]["name"])
+                    self._rbac_role_versions[key] = self._rbac_role_versions.get(key, 0) + 1
+                else:  # both versions' subjects: whom the binding applied to and whom it applies to now
+                    subjects = [
+                        subject
+                        for version in (obj, old or {})
+                        if isinstance(listed := version.get("subjects"), list)
+                        for subject in listed
+                    ]
+                    for subject in subjects:
+                        found = _authz.subject_key(subject, namespace)
+                        if found is not None:
+                            versions = self._rbac_subject_versions
+                            versions[(namespace, found)] = versions.get((namespace, found), 0) + 1
             else:
                 self._rbac_cluster_version += 1
         event = Event(int(obj["metadata"]["resourceVersion"]), kind, obj, old, namespace)
