@@ -2,8 +2,9 @@
 
 Credentials come from the pod's service account, from a kubeconfig with static credentials
 (`discovery.kubeconfig`), or else from `kubernetes.aio.config` (exec plugins, auth providers). Requests go
-through one aiohttp session with a bounded pool, watches each through a bare connection of their own
-(`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp responses, a few KiB this way).
+through a bounded pool of kept-alive HTTP/1.1 connections (`_Connection`), watches each through a bare
+connection of their own (`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp responses,
+a few KiB this way); aiohttp serves only `ping`.
 Every call is a child span (`k8s.api`) of whatever span is current, retries transient failures with
 bounded jittered backoff (429 honours Retry-After), and logs a retried failure once, not on every attempt.
 Callers: `discovery` (grants, status, watches) and the `toolhive` operator (apply layer, multiplexer).
@@ -24,6 +25,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -32,7 +34,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import orjson
-import yarl
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -245,19 +246,27 @@ class Api:
             "server.port": split.port or (443 if split.scheme == "https" else 80),
         }
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else False
+        self._address = (split.hostname or "", int(self._server_attributes["server.port"]))
+        self._authority = split.netloc.rsplit("@", 1)[-1]
+        self._base_path = split.path.rstrip("/")
+        self._tls: ssl.SSLContext | None = None
+        if split.scheme == "https":
+            self._tls = ssl_context if ssl_context is not None else _unverified_tls()
+        self._idle: _List[_Connection] = []  # kept-alive request connections (at most POOL_SIZE)
+        self._closed = False
         self._auth = auth
         self.retry = retry
         self.on_response = on_response
-        # Watches do not use this pool, so it can be bounded: a burst (thousands of informers listing at
-        # a cold start) queues for connections instead of opening, and then keeping alive, one each.
+        # Only `ping` uses aiohttp (its own small pool).
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=self._ssl),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         self._warned: set[tuple[str, str, int]] = set()
-        # Requests beyond the pool wait here, before aiohttp allocates a request, a response and their
-        # buffers for each: a cold start's thousands of concurrent lists otherwise peak at ~10 KiB each,
-        # and the heap stays that large (measured: 14 -> 7 KiB of RSS per served watch at 2000).
+        # Requests beyond the pool wait here, before anything is allocated for them: watches do not use
+        # this pool, so it can be bounded, and a burst (thousands of informers listing at a cold start)
+        # queues for connections instead of opening, and then keeping alive, one each (measured with
+        # aiohttp: 14 -> 7 KiB of RSS per served watch at 2000).
         self._gate = asyncio.Semaphore(POOL_SIZE)
 
     # -- construction -------------------------------------------------------------------------------
@@ -339,6 +348,10 @@ class Api:
         )
 
     async def close(self) -> None:
+        self._closed = True
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
         await self._session.close()
         if self.host.startswith("https"):
             # aiohttp shuts TLS connections down asynchronously (close_notify); give that its documented
@@ -558,22 +571,19 @@ class Api:
             while True:
                 error_type = ""
                 try:
-                    async with self._gate:  # waits before aiohttp builds anything (a burst stays cheap)
+                    async with self._gate:  # waits before anything is built (a burst stays cheap)
                         headers = await self._headers(content_type if data is not None else None)
-                        # `path` is percent-encoded already (quote, urlencode): yarl need not re-encode it.
-                        async with self._session.request(
-                            method, yarl.URL(url, encoded=True), data=data, headers=headers
-                        ) as resp:
-                            span.set_attribute("http.response.status_code", resp.status)
-                            if self.on_response:
-                                self.on_response(verb, res.plural, resp.status)
-                            if resp.status < 400:
-                                return _object(await resp.read())
-                            if resp.status == 404 and missing_ok:
-                                return None
-                            error = await _error(resp)
-                            error_type = str(resp.status)
-                except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                        status, answer_headers, payload = await self._exchange(method, path, headers, data)
+                    span.set_attribute("http.response.status_code", status)
+                    if self.on_response:
+                        self.on_response(verb, res.plural, status)
+                    if status < 400:
+                        return _object(payload)
+                    if status == 404 and missing_ok:
+                        return None
+                    error = _api_error(status, payload, retry_after=answer_headers.get("retry-after"))
+                    error_type = str(status)
+                except (TimeoutError, OSError) as exc:  # ConnectionError, ssl.SSLError are OSErrors
                     error = ApiError(503, {"reason": "ConnectionError", "message": repr(exc)})
                     error_type = type(exc).__qualname__  # no response: the conventions want the exception
                 if error.status not in TRANSIENT or attempt + 1 >= self.retry.attempts:
@@ -585,11 +595,265 @@ class Api:
                 attempt += 1
                 span.set_attribute("http.request.resend_count", attempt)
 
+    async def _exchange(
+        self, method: str, path: str, headers: Mapping[str, str], data: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request on a kept-alive connection (or a new one): status, headers, body (gunzipped)."""
+        lines = [
+            f"{method} {self._base_path}{path} HTTP/1.1",
+            f"Host: {self._authority}",
+            f"User-Agent: {_USER_AGENT}",
+            "Accept-Encoding: gzip",
+        ]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if data is not None:
+            lines.append(f"Content-Length: {len(data)}")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if data:
+            request += data
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.open:
+                continue
+            try:
+                answer = await connection.exchange(request)
+            except ServerDisconnectedError:
+                if method not in _IDEMPOTENT or connection.status:
+                    raise
+                continue  # the server closed this idle connection meanwhile: another one (as aiohttp)
+            self._release(connection)
+            return answer
+        loop = asyncio.get_running_loop()
+        host, port = self._address
+        try:
+            async with asyncio.timeout(10):
+                _, connection = await loop.create_connection(
+                    _Connection, host, port, ssl=self._tls, server_hostname=host if self._tls else None
+                )
+        except TimeoutError as error:
+            raise ConnectionTimeoutError(f"connecting to {host}:{port} timed out") from error
+        except OSError as error:
+            raise ClientConnectorError(f"cannot connect to {host}:{port}: {error}") from error
+        answer = await connection.exchange(request)
+        self._release(connection)
+        return answer
+
+    def _release(self, connection: _Connection) -> None:
+        if connection.open and not self._closed and len(self._idle) < POOL_SIZE:
+            self._idle.append(connection)
+        else:
+            connection.close()
+
     def _log_retry(self, verb: str, plural: str, error: ApiError) -> None:
         key = (verb, plural, error.status)
         level = logging.DEBUG if key in self._warned else logging.WARNING
         self._warned.add(key)  # bounded: verbs x resources x status codes
         log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the request pool, carrying one exchange at a time.
+
+    aiohttp's client spent ~20% of the operator's CPU at a cold start on per-request machinery (URL,
+    header multidicts, payload registry, stream readers, timers); a Kubernetes request needs only a
+    request line, a few headers and a body framed by Content-Length or chunks.
+    """
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self._chunked = False
+        self._length: int | None = None  # Content-Length; None: chunked, or until the connection closes
+        self._chunk = -1  # bytes left in the current chunk (+2 for its CRLF); -1: a size line is next
+        self._done = False
+        self._reusable = False
+
+    @property
+    def open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing() and self._error is None
+
+    async def exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send `request` and read the whole answer; the connection is closed if it cannot be reused."""
+        assert self._transport is not None
+        self._reset()
+        self._buffer.clear()
+        try:
+            self._transport.write(request)
+            while not self._done:
+                if self._error is not None:
+                    raise self._error
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+        except BaseException:
+            self.close()  # cancelled or broken half-way: what is left of the answer would confuse the next
+            raise
+        if not self._reusable:
+            self.close()
+        body = bytes(self.body)
+        if self.headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            except zlib.error as error:
+                raise ClientPayloadError(f"bad gzip answer: {error}") from error
+        return self.status, self.headers, body
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    # -- the protocol side ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as aiohttp: no Nagle delay
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            self._parse()
+        except ValueError as error:
+            self._error = ClientPayloadError(f"bad HTTP answer: {error}")
+            self.close()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if not self._done and self.status and self._length is None and not self._chunked:
+            self._done = True  # framed by the connection's end
+        self._lost(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+        self._transport = None
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._error is None:
+            self._error = ServerDisconnectedError(
+                f"connection closed: {exc!r}" if exc else "connection closed"
+            )
+        self._reusable = False
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _parse(self) -> None:
+        buffer = self._buffer
+        while self.status == 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > 65536:
+                    raise ValueError("response headers too long")
+                return
+            lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+            del buffer[: end + 4]
+            parts = lines[0].split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+                raise ValueError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
+            status = int(parts[1])
+            if 100 <= status < 200:
+                continue  # an interim answer (100 Continue): the real one follows
+            headers = self.headers
+            for field in lines[1:]:
+                name, _, value = field.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            connection = headers.get("connection", "").lower()
+            self._reusable = parts[0] == "HTTP/1.1" and "close" not in connection
+            self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+            if status in (204, 304):
+                self._length = 0
+            elif not self._chunked and "content-length" in headers:
+                self._length = int(headers["content-length"])
+            elif not self._chunked:
+                self._reusable = False  # the body ends with the connection
+            self.status = status
+        if not self._chunked:
+            if self._length is None:
+                self.body += buffer
+                buffer.clear()
+                return
+            take = self._length - len(self.body)
+            self.body += buffer[:take]
+            del buffer[:take]
+            if len(self.body) >= self._length:
+                self._done = True
+            return
+        while buffer and not self._done:
+            if self._chunk < 0:
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    return
+                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
+                del buffer[: end + 2]
+                if size == 0:
+                    self._chunk = 0  # the last chunk: trailers (if any) end with an empty line
+                else:
+                    self._chunk = size + 2
+            if self._chunk == 0:
+                end = buffer.find(b"\r\n\r\n") if not buffer.startswith(b"\r\n") else -2
+                if end == -1:
+                    return
+                del buffer[: 2 if end == -2 else end + 4]
+                self._done = True
+                return
+            take = min(self._chunk - 2, len(buffer)) if self._chunk > 2 else 0
+            if take:
+                self.body += buffer[:take]
+                del buffer[:take]
+                self._chunk -= take
+            if self._chunk <= 2:
+                if len(buffer) < self._chunk:
+                    return
+                del buffer[: self._chunk]  # the CRLF after the chunk's data
+                self._chunk = -1
+
+
+# A request that got no answer fails with one of these; the span's `error.type` names the class, and the
+# names are those aiohttp's exceptions had, so traces and dashboards keep telling the cases apart alike.
+class ClientConnectorError(ConnectionError):
+    """No connection to the API server could be made."""
+
+
+class ConnectionTimeoutError(TimeoutError):
+    """Connecting to the API server took longer than 10 s."""
+
+
+class ServerDisconnectedError(ConnectionError):
+    """The connection closed before the whole answer arrived."""
+
+
+class ClientPayloadError(ConnectionError):
+    """The answer was not HTTP/1.x, or its body could not be read (bad framing or gzip)."""
+
+
+_USER_AGENT: Final = aiohttp.http.SERVER_SOFTWARE
+"""What aiohttp sent (`Python/3.11 aiohttp/...`): writes without a fieldManager are recorded in
+managedFields under the User-Agent's first word ("Python"), which must not change with the client."""
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS without verification: what aiohttp did for an https host given no context (ssl=False)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 _receiving = threading.local()
@@ -878,10 +1142,6 @@ def _patch_query(field_manager: str | None, force: bool) -> str:
 def _query(**params: Any) -> str:
     present = {key: value for key, value in params.items() if value is not None and value != ""}
     return "?" + urlencode(present) if present else ""
-
-
-async def _error(resp: aiohttp.ClientResponse) -> ApiError:
-    return _api_error(resp.status, await resp.read(), retry_after=resp.headers.get("Retry-After"))
 
 
 def _api_error(status: int, text: bytes, *, retry_after: str | None) -> ApiError:
