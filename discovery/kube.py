@@ -701,6 +701,7 @@ class _Connection(asyncio.Protocol):
         if not self._reusable:
             self.close()
         body = bytes(self.body)
+        self.body = bytearray()  # an idle connection keeps no answer (a LIST page may be megabytes)
         if self.headers.get("content-encoding", "").lower() == "gzip":
             try:
                 body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
