@@ -83,6 +83,17 @@ def _report(*, import_rss: float, base_rss: float, trace: int) -> dict[str, Any]
         report["top_lines"] = [
             (str(stat.traceback), stat.size, stat.count) for stat in snapshot.statistics("lineno")[:25]
         ]
+        if trace > 1:  # who allocated what is still alive: the whole stack of the top sites
+            report["top_stacks"] = [
+                (
+                    " <- ".join(
+                        f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}" for frame in stat.traceback
+                    ),
+                    stat.size,
+                    stat.count,
+                )
+                for stat in snapshot.statistics("traceback")[:15]
+            ]
         files = snapshot.statistics("filename")
         report["top_files"] = [(str(stat.traceback), stat.size, stat.count) for stat in files[:20]]
         watch_bytes = sum(
@@ -261,7 +272,7 @@ def render(report: dict[str, Any]) -> str:
         ]
     title = f"### Memory: {report['namespaces']} member namespaces x {report['servers']} MCPServers\n\n"
     text = title + h.table(("measure", "value"), rows)
-    for key, heading in (("top_files", "file"), ("top_lines", "line")):
+    for key, heading in (("top_files", "file"), ("top_lines", "line"), ("top_stacks", "stack")):
         if key in report:
             text += f"\n\ntracemalloc by {heading} (KiB, allocations):\n\n"
             text += "\n".join(

@@ -27,6 +27,8 @@ from discovery import kube
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Handler = Callable[[EventType, kube.Body], None]
+Significant = Callable[[kube.Body, kube.Body], bool]
+"""(previous, new) -> whether a modification is worth the handler's attention."""
 Key = tuple[str, str]
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Informer:
         field_selector: str | None = None,
         transform: Callable[[kube.Body], kube.Body] | None = None,
         compact: bool = False,
+        significant: Significant | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
     ) -> None:
@@ -63,6 +66,7 @@ class Informer:
         self.transform = transform or strip_managed_fields
         self.compact = compact
         self.handler = handler
+        self.significant = significant  # None: every modification is
         self.watch_timeout = watch_timeout
         self.max_backoff = max_backoff
         self._synced: asyncio.Event | None = None  # made when asked for: an Event costs ~800 B
@@ -143,7 +147,11 @@ class Informer:
             self._cache[key] = self._encode(item)
             if previous is None:
                 self.handler("ADDED", item)
-            elif _version_of(_decode(previous)) != _version_of(item):
+                continue
+            old = _decode(previous)
+            if _version_of(old) != _version_of(item) and (
+                self.significant is None or self.significant(old, item)
+            ):
                 self.handler("MODIFIED", item)
         self._version = version
         self._listed = True
@@ -172,8 +180,10 @@ class Informer:
             if kind == "DELETED":
                 self._cache.pop(key, None)
                 self.handler("DELETED", obj)
-            else:
-                self._cache[key] = self._encode(obj)
+                continue
+            previous = self._cache.get(key) if self.significant is not None and kind == "MODIFIED" else None
+            self._cache[key] = self._encode(obj)
+            if previous is None or self.significant is None or self.significant(_decode(previous), obj):
                 self.handler(kind, obj)
 
     def _encode(self, obj: kube.Body) -> Any:

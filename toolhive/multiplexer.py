@@ -6,6 +6,9 @@ kinds ToolHive's controller owns and watches). Every event becomes a key `(names
 MCPServer it concerns, queued on one shared WorkQueue, so reconciles of one object never overlap while
 different objects run in parallel. Kinds it does not watch (ServiceAccounts, Roles, RoleBindings,
 ConfigMaps) are checked on each pass against the apply cache and re-read by the periodic resync.
+The echoes of a pass's own writes queue no second pass: an MCPServer whose status alone moved or whose
+finalizer appeared (`needs_pass`), a child whose kept fields did not change (`child_changed`), a
+Deployment or Service created while its owner's pass, which applies it, is running.
 
     serve(ns):   start informers in ns -> their initial listing queues every MCPServer there
     release(ns): stop queueing ns -> wait for its running passes -> `on_release(ns)` (finalizers)
@@ -30,6 +33,8 @@ Key = tuple[str, str]
 """(namespace, name) of an MCPServer."""
 
 WATCHED_OWNED: Final = (resources.DEPLOYMENTS, resources.SERVICES, resources.STATEFULSETS)
+APPLIED_OWNED: Final = (resources.DEPLOYMENTS, resources.SERVICES)
+"""Watched children a pass applies itself (the runner creates the StatefulSet; a pass adopts it)."""
 OWNED_SELECTOR: Final = f"{constants.LABEL_TOOLHIVE}=true"
 
 log = logging.getLogger(__name__)
@@ -79,6 +84,7 @@ class Multiplexer:
                 handler=self._handler(res, served),
                 transform=slim_mcpserver if res is resources.MCPSERVERS else slim_owned,
                 compact=True,
+                significant=needs_pass if res is resources.MCPSERVERS else child_changed,
             )
             served.informers[res.plural] = watcher
             served.tasks.append(
@@ -143,6 +149,8 @@ class Multiplexer:
             name = meta.get("name") if res is resources.MCPSERVERS else _owner_name(obj)
             if not name:
                 return
+            if event == "ADDED" and res in APPLIED_OWNED and self.queue.is_active((namespace, name)):
+                return  # the running pass is applying this child now: its echo needs no second pass
             trigger = triggers[event]
             if event == "ADDED" and served.link is not None:
                 trigger = Trigger(trigger.reason, served.link)
@@ -204,6 +212,32 @@ def slim_owned(obj: kube.Body) -> kube.Body:
     if isinstance(status, dict):
         slim["status"] = {key: value for key, value in status.items() if isinstance(value, int | str)}
     return slim
+
+
+def needs_pass(old: kube.Body, new: kube.Body) -> bool:
+    """Whether a modified MCPServer needs a pass: not for the echoes of the operator's own writes, a
+    status that alone moved or its finalizer appearing (controller-runtime's generation predicate, plus
+    the metadata a pass reads). Anything else, someone removing the finalizer included, does."""
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    if any(old_meta.get(key) != new_meta.get(key) for key in _PASS_METADATA) or old.get("spec") != new.get(
+        "spec"
+    ):
+        return True
+    before, after = old_meta.get("finalizers") or [], new_meta.get("finalizers") or []
+    return before != after and [f for f in after if f != constants.FINALIZER] != before
+
+
+_PASS_METADATA: Final = ("generation", "deletionTimestamp", "labels", "annotations", "ownerReferences", "uid")
+
+
+def child_changed(old: kube.Body, new: kube.Body) -> bool:
+    """A watched child changed in what the operator keeps of it (its slim copy), not only elsewhere."""
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        old.get("spec") != new.get("spec")
+        or old.get("status") != new.get("status")
+        or any(old_meta.get(key) != new_meta.get(key) for key in _SLIM_METADATA if key != "resourceVersion")
+    )
 
 
 def _owner_name(obj: kube.Body) -> str | None:

@@ -403,3 +403,35 @@ def test_a_watch_cancelled_as_its_connection_is_made_is_cancelled() -> None:
             await api.close()
 
     run(scenario)
+
+
+def test_an_insignificant_modification_updates_the_cache_without_calling_the_handler() -> None:
+    async def scenario() -> None:
+        api = ScriptedApi(
+            [[pod("a", "1", spec={"v": 1})], [pod("a", "5", spec={"v": 3})]],
+            [
+                [
+                    kube.WatchEvent("MODIFIED", pod("a", "2", spec={"v": 1}, status={"x": 1})),  # status only
+                    kube.WatchEvent("MODIFIED", pod("a", "3", spec={"v": 2})),
+                    kube.WatchEvent("ERROR", {}),  # type: ignore[arg-type]  # scripted 410: list again
+                ]
+            ],
+        )
+        seen: list[tuple[str, str]] = []
+        watcher = informer.Informer(
+            api,  # type: ignore[arg-type]
+            PODS,
+            namespace="ns",
+            handler=lambda kind, obj: seen.append((kind, obj["metadata"]["resourceVersion"])),
+            significant=lambda old, new: old.get("spec") != new.get("spec"),
+            compact=True,
+        )
+        task = asyncio.create_task(watcher.run())
+        await until(lambda: api.lists == 2 and len(seen) >= 3)
+        assert seen == [("ADDED", "1"), ("MODIFIED", "3"), ("MODIFIED", "5")]
+        found = watcher.get("a")
+        assert found is not None and found["metadata"]["resourceVersion"] == "5"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario)
