@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -433,5 +435,40 @@ def test_an_insignificant_modification_updates_the_cache_without_calling_the_han
         assert found is not None and found["metadata"]["resourceVersion"] == "5"
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario)
+
+
+def test_a_compact_cache_primes_compression_with_the_first_object_of_its_kind() -> None:
+    # Thousands of objects of one kind repeat each other's keys and values: priming the compressor with
+    # one of them keeps each entry a fraction of its plain-zlib size, and every entry reads back exactly.
+    def server(n: int) -> dict[str, Any]:
+        labels = {
+            "app.kubernetes.io/managed-by": "toolhive-operator",
+            "toolhive": "true",
+            "toolhive-name": f"s{n}",
+        }
+        meta = {"name": f"s{n}", "namespace": f"team-{n}", "resourceVersion": str(n), "labels": labels}
+        return {"metadata": meta, "spec": {"image": "ghcr.io/example/fetch:1.0", "transport": "stdio"}}
+
+    async def scenario() -> None:
+        kind = kube.Resource("example.dev", "v1", f"widgets{len(informer._CODECS)}", "Widget")
+        caches = []
+        for namespace in ("team-1", "team-2"):
+            api = ScriptedApi([[server(n) for n in range(1, 30) if f"team-{n}" == namespace]], [])
+            caches.append(
+                informer.Informer(api, kind, namespace=namespace, handler=lambda *_: None, compact=True)
+            )  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(cache.run()) for cache in caches]
+        for cache in caches:
+            await cache.synced.wait()
+        assert caches[0]._codec is caches[1]._codec, "one dictionary per kind"
+        stored = caches[1]._cache[("team-2", "s2")]
+        assert caches[1].get("s2") == server(2)
+        plain = zlib.compress(json.dumps(server(2), separators=(",", ":")).encode(), 1)
+        assert len(stored) * 2 < len(plain), (len(stored), len(plain))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     run(scenario)
