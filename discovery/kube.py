@@ -4,7 +4,7 @@ Credentials come from the pod's service account, from a kubeconfig with static c
 (`discovery.kubeconfig`), or else from `kubernetes.aio.config` (exec plugins, auth providers). Requests go
 through a bounded pool of kept-alive HTTP/1.1 connections (`_Connection`), watches each through a bare
 connection of their own (`_WatchStream`: a process may hold thousands, ~22 KiB each as aiohttp responses,
-a few KiB this way); aiohttp serves only `ping`.
+a few KiB this way). No HTTP client library is used: aiohttp's took ~20% of the operator's CPU.
 Every call is a child span (`k8s.api`) of whatever span is current, retries transient failures with
 bounded jittered backoff (429 honours Retry-After), and logs a retried failure once, not on every attempt.
 Callers: `discovery` (grants, status, watches) and the `toolhive` operator (apply layer, multiplexer).
@@ -23,6 +23,7 @@ import random
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
-import aiohttp
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -257,11 +257,6 @@ class Api:
         self._auth = auth
         self.retry = retry
         self.on_response = on_response
-        # Only `ping` uses aiohttp (its own small pool).
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=POOL_SIZE, ssl=self._ssl),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        )
         self._warned: set[tuple[str, str, int]] = set()
         # Requests beyond the pool wait here, before anything is allocated for them: watches do not use
         # this pool, so it can be bounded, and a burst (thousands of informers listing at a cold start)
@@ -352,10 +347,9 @@ class Api:
         for connection in self._idle:
             connection.close()
         self._idle.clear()
-        await self._session.close()
         if self.host.startswith("https"):
-            # aiohttp shuts TLS connections down asynchronously (close_notify); give that its documented
-            # pause before the caller's loop may end, or the sockets leak.
+            # TLS connections shut down asynchronously (close_notify); give that a pause (aiohttp's
+            # documented one) before the caller's loop may end, or the sockets leak.
             await asyncio.sleep(0.25)
 
     # -- verbs --------------------------------------------------------------------------------------
@@ -505,11 +499,12 @@ class Api:
         """True when the API server answers `/version` (readiness: a live, authenticated connection)."""
         try:
             headers = await self._headers(None)
-            timeout = aiohttp.ClientTimeout(total=5)
-            async with self._session.get(self.host + "/version", headers=headers, timeout=timeout) as resp:
-                return resp.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            # Not behind the request gate: a probe must not queue behind a burst of requests.
+            async with asyncio.timeout(5):
+                status, _, _ = await self._exchange("GET", "/version", headers, None)
+        except (TimeoutError, OSError):
             return False
+        return status == 200
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -843,8 +838,8 @@ class ClientPayloadError(ConnectionError):
     """The answer was not HTTP/1.x, or its body could not be read (bad framing or gzip)."""
 
 
-_USER_AGENT: Final = aiohttp.http.SERVER_SOFTWARE
-"""What aiohttp sent (`Python/3.11 aiohttp/...`): writes without a fieldManager are recorded in
+_USER_AGENT: Final = f"Python/{sys.version_info[0]}.{sys.version_info[1]} discovery.kube"
+"""Starts as aiohttp's did (`Python/3.11 aiohttp/...`): writes without a fieldManager are recorded in
 managedFields under the User-Agent's first word ("Python"), which must not change with the client."""
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
@@ -884,7 +879,7 @@ class _WatchStream(asyncio.BufferedProtocol):
     Watches are long-lived and numerous (4 per served namespace), so each is a bare asyncio protocol:
     a transport, this object and the bytes not consumed yet, instead of a pooled client connection with
     its response object, parsed headers, stream readers and timers (~22 KiB each, measured). Requests
-    with ordinary answers still go through the aiohttp session. Reading pauses while more than
+    with ordinary answers go through the request pool (`_Connection`). Reading pauses while more than
     `HIGH_WATER` bytes wait for a slow consumer.
     """
 

@@ -192,3 +192,34 @@ def test_a_cancelled_request_leaves_no_connection_for_the_next_one() -> None:
         "/api/v1/namespaces/a/configmaps/slow",
         "/api/v1/namespaces/a/configmaps/x",
     ]
+
+
+def test_ping_is_true_only_when_version_answers_200() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
+    ]
+    paths: list[str] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            line, _, _ = await _read_request(reader)
+            paths.append(line.split(" ")[1])
+            writer.write(answers.pop(0))
+            await writer.drain()
+
+    async def scenario(api: kube.Api) -> None:
+        assert await api.ping() is True
+        assert await api.ping() is False
+
+    _run(reply, scenario)
+    assert paths == ["/version", "/version"]
+
+    async def nothing_listening() -> bool:
+        api = kube.Api(host="http://127.0.0.1:9", ssl_context=None, auth=_no_token)
+        try:
+            return await api.ping()
+        finally:
+            await api.close()
+
+    assert asyncio.run(nothing_listening()) is False
