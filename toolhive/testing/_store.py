@@ -870,15 +870,19 @@ class Store:
         force: bool = False,
         admit: Admit | None = None,
         strict: bool = False,
+        handed_over: bool = False,
     ) -> tuple[int, Obj]:
-        """Apply a patch; returns (201, created) for an apply that creates, else (200, object)."""
+        """Apply a patch; returns (201, created) for an apply that creates, else (200, object).
+
+        `handed_over`: the caller never uses `patch` again (a freshly decoded request body), so an apply
+        configuration is kept as given instead of copied first."""
         old = self.lookup(rt, namespace, name)
         if content_type == "application/apply-patch+yaml":
             return self._apply(
                 rt,
                 namespace,
                 name,
-                patch,
+                patch if handed_over else _patches.clone(patch),
                 old,
                 status_write=status_write,
                 manager=manager,
@@ -968,7 +972,7 @@ class Store:
     ) -> tuple[int, Obj]:
         if not isinstance(config, dict):
             raise bad_request("error decoding YAML: the apply configuration must be an object")
-        config = self._check_body(rt, _patches.clone(config), namespace)
+        config = self._check_body(rt, config, namespace)  # the caller's copy, or one handed over
         meta = config["metadata"]
         if meta.get("name") not in (None, name):
             raise bad_request(

@@ -835,6 +835,7 @@ class LoopbackApi:
             force=force_raw in ("true", "1"),
             admit=self._admit(user, route),
             strict=request.query.get("fieldValidation") == "Strict",
+            handed_over=True,  # decoded for this call only
         )
         return _object_response(self.store, obj, status=code)
 
