@@ -16,6 +16,7 @@ works until its ServiceAccount is deleted).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import secrets
 import threading
@@ -467,6 +468,7 @@ def subject_key(subject: Any, binding_namespace: str) -> tuple[str, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _user_keys(user: UserInfo) -> tuple[tuple[str, str], ...]:
     """Every `subject_key` that applies to `user`."""
     return (("User", user.name), ("ServiceAccount", user.name), *(("Group", g) for g in user.groups))
@@ -774,8 +776,10 @@ class Authorizer:
         bind = RequestAttributes(user, "bind", ref_group, ref_resource, namespace=namespace, name=ref_name)
         if self.authorize(bind):
             return None
-        role = self._role_lookup(namespace).get(ref_kind, ref_name, namespace)
-        if role is None:
+        role_rules = self._role_lookup(namespace).rules(
+            ref_kind, ref_name, namespace
+        )  # parsed once per version
+        if role_rules is None:
             return Denial(
                 404,
                 "NotFound",
@@ -784,7 +788,7 @@ class Authorizer:
                 group=RBAC_GROUP,
                 kind=ref_resource,
             )
-        return self._confirm_no_escalation(user, namespace, _parse_rules(role), resource, name)
+        return self._confirm_no_escalation(user, namespace, role_rules, resource, name)
 
     def _confirm_no_escalation(
         self, user: UserInfo, namespace: str, rules: Iterable[_Rule], resource: str, name: str

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import json
 import math
@@ -818,7 +817,17 @@ class LoopbackApi:
         body = await self._body(request)
         if apply and not status_write and self.store.lookup(rt, route.namespace, route.name) is None:
             # An apply that creates is authorized as a create too (upstream's create-on-update check).
-            creating = dataclasses.replace(request[_ATTRS], verb="create")
+            asked = request[_ATTRS]
+            creating = _authz.RequestAttributes(
+                asked.user,
+                "create",
+                asked.api_group,
+                asked.resource,
+                subresource=asked.subresource,
+                namespace=asked.namespace,
+                name=asked.name,
+                path=asked.path,
+            )
             if self.rbac and self.authorizer is not None and not self.authorizer.authorize(creating):
                 status = self.authorizer.forbidden_status(creating)
                 raise _store.ApiStatusError(
