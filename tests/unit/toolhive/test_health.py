@@ -7,6 +7,7 @@ calling over HTTP with a timeout.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import urllib.error
@@ -14,7 +15,6 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 
 from toolhive import health
 
@@ -26,7 +26,7 @@ class ProbeServer:
         self.ready = (True, "api reachable")
         self.loop = asyncio.new_event_loop()
         self.port = 0
-        self._runner: web.AppRunner | None = None
+        self._runner: health.Probes | None = None
         started = threading.Event()
 
         async def ready_check() -> tuple[bool, str]:
@@ -97,3 +97,16 @@ def test_readiness_answers_what_the_process_check_says(
 ) -> None:
     probes.ready = answer
     assert probes.get("/readyz") == expected
+
+
+def test_other_paths_methods_and_garbage_get_plain_http_errors(probes: ProbeServer) -> None:
+    assert probes.get("/metrics") == (404, "not found")
+    request = urllib.request.Request(f"http://127.0.0.1:{probes.port}/healthz", method="POST", data=b"x")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=2)
+    assert caught.value.code == 405
+    caught.value.close()
+    with socket.create_connection(("127.0.0.1", probes.port), timeout=2) as conn:
+        conn.sendall(b"nonsense\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 400 ")
+    assert probes.get("/healthz") == (200, "ok")  # the server still answers
