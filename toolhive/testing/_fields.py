@@ -211,26 +211,30 @@ class PathCache:
         # OrderedDict: evicting the oldest of a plain dict (`next(iter(d))`) scans the slots its earlier
         # deletions left behind, so every insertion into a full cache cost O(size).
         self._entries: OrderedDict[tuple[int, int, bool], tuple[Any, ...]] = OrderedDict()
-        # (field, the paths below it) -> their FieldsV1: objects of one shape (every server's Deployment)
+        # (level, the paths through one field there) -> their FieldsV1: objects of one shape (Deployments)
         # own the same paths below `spec` or `metadata.labels`, so they share one encoded dict (never
         # mutated) for it; only the parts that differ (an ownerReference's uid) are encoded again.
         self._encodings_size = encodings
-        self._encodings: OrderedDict[tuple[str, frozenset[Path]], dict[str, Any]] = OrderedDict()
+        self._encodings: OrderedDict[tuple[int, frozenset[Path]], dict[str, Any]] = OrderedDict()
 
-    def encode(self, owned: Iterable[Path], *, depth: int = 2) -> dict[str, Any]:
+    def encode(self, owned: Iterable[Path], *, depth: int = 2, start: int = 0) -> dict[str, Any]:
         """`encode(owned)`, from cached encodings of the fields below the first `depth` levels. Callers
-        never mutate the result."""
+        never mutate the result. (`start`: the paths' parts before it are the same for all of them.)"""
         groups: dict[str, list[Path]] = {}
         for path in owned:
-            if path:
-                groups.setdefault(path[0], []).append(path[1:])
+            if len(path) > start:
+                groups.setdefault(path[start], []).append(path)
         out: dict[str, Any] = {}
         for part in sorted(groups):
-            below = groups[part]
-            key = (part, frozenset(below))
+            members = groups[part]
+            # Whole paths in the key, not the parts below `part`: no new tuple per path on a hit.
+            key = (start, frozenset(members))
             fields = self._encodings.get(key)
             if fields is None:
-                fields = self.encode(below, depth=depth - 1) if depth > 1 else encode(below)
+                if depth > 1:
+                    fields = self.encode(members, depth=depth - 1, start=start + 1)
+                else:
+                    fields = encode([path[start + 1 :] for path in members])
                 if len(self._encodings) >= self._encodings_size:
                     self._encodings.popitem(last=False)
                 self._encodings[key] = fields
