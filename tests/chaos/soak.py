@@ -154,7 +154,9 @@ class Soak:
         Stopping the replicas first would leave the namespaces terminating behind the operator's
         finalizers, still labelled, and later tests on the same cluster would see them as members.
         """
-        for namespace in self.namespaces:
+        # Every namespace ever made, not only the live set: a deletion refused by an injected fault left
+        # its namespace in place although the soak stopped counting it (404s are ignored).
+        for namespace in self.created:
             self.cluster.delete_namespace(namespace)
         core = self._core()
 
@@ -162,7 +164,35 @@ class Soak:
             remaining = {item.metadata.name for item in core.list_namespace().items}
             return not remaining.intersection(self.created)
 
-        cluster_mod.poll(gone, timeout=60, interval=0.2, message="the soak's namespaces are deleted")
+        try:
+            cluster_mod.poll(gone, timeout=60, interval=0.2, message="the soak's namespaces are deleted")
+        except cluster_mod.PollTimeout as timeout:
+            raise AssertionError(f"{timeout}; what holds them: {self._holding()}") from None
+
+    def _holding(self) -> dict[str, list[str]]:
+        """For each soak namespace still there: the objects left in it with their finalizers."""
+        remaining = {item.metadata.name for item in self._core().list_namespace().items} & set(self.created)
+        rbac = kubernetes.client.RbacAuthorizationV1Api(self._client)
+        held: dict[str, list[str]] = {}
+        for namespace in sorted(remaining):
+            servers = self._custom().list_namespaced_custom_object(GROUP, VERSION, namespace, "mcpservers")
+            ns = self._core().read_namespace(namespace)
+            held[namespace] = (
+                [
+                    f"Namespace deleting since {ns.metadata.deletion_timestamp} phase={ns.status.phase}"
+                    f" conditions={[(c.type, c.message) for c in ns.status.conditions or []]}"
+                ]
+                + [
+                    f"MCPServer/{item['metadata']['name']} {item['metadata'].get('finalizers')}"
+                    f" deleting={bool(item['metadata'].get('deletionTimestamp'))}"
+                    for item in servers["items"]
+                ]
+                + [
+                    f"RoleBinding/{item.metadata.name} {item.metadata.finalizers} {item.metadata.annotations}"
+                    for item in rbac.list_namespaced_role_binding(namespace).items
+                ]
+            )
+        return held
 
     def _start(self, replica: Replica) -> None:
         replica.starts += 1
