@@ -646,6 +646,65 @@ class Api:
         log.log(level, "retrying %s %s after %s", verb, plural, error, extra={"status": error.status})
 
 
+def _parse_head(buffer: bytearray) -> tuple[str, int, dict[str, str]] | None:
+    """Take an answer's status line and headers off `buffer`: (HTTP version, status, lower-cased
+    headers), or None while they are incomplete. ValueError when it is not an HTTP/1.x answer."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > 65536:
+            raise ValueError("response headers too long")
+        return None
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[: end + 4]
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for field in lines[1:]:
+        name, _, value = field.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return parts[0], int(parts[1]), headers
+
+
+class _Dechunker:
+    """Reads a chunked body as it arrives: `feed` hands chunk data to `sink` and says when the last
+    chunk and its trailers have been read (so a kept-alive connection is left at the next answer)."""
+
+    __slots__ = ("_left",)
+
+    def __init__(self) -> None:
+        self._left = -1  # bytes left in the current chunk (+2 for its CRLF); -1: a size line; 0: trailers
+
+    def feed(self, buffer: bytearray, sink: Callable[[bytes], None]) -> bool:
+        while buffer:
+            if self._left < 0:
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    return False
+                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
+                if size < 0:
+                    raise ValueError(f"negative chunk size {size}")
+                del buffer[: end + 2]
+                self._left = size + 2 if size else 0
+            if self._left == 0:
+                end = -2 if buffer.startswith(b"\r\n") else buffer.find(b"\r\n\r\n")
+                if end == -1:
+                    return False
+                del buffer[: 2 if end == -2 else end + 4]
+                return True
+            take = min(self._left - 2, len(buffer)) if self._left > 2 else 0
+            if take:
+                sink(bytes(buffer[:take]))
+                del buffer[:take]
+                self._left -= take
+            if self._left <= 2:
+                if len(buffer) < self._left:
+                    return False
+                del buffer[: self._left]  # the CRLF after the chunk's data
+                self._left = -1
+        return False
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection of the request pool, carrying one exchange at a time.
 
@@ -665,9 +724,8 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: dict[str, str] = {}
         self.body = bytearray()
-        self._chunked = False
+        self._chunks: _Dechunker | None = None  # set for a chunked answer
         self._length: int | None = None  # Content-Length; None: chunked, or until the connection closes
-        self._chunk = -1  # bytes left in the current chunk (+2 for its CRLF); -1: a size line is next
         self._done = False
         self._reusable = False
 
@@ -728,7 +786,7 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool:
-        if not self._done and self.status and self._length is None and not self._chunked:
+        if not self._done and self.status and self._length is None and self._chunks is None:
             self._done = True  # framed by the connection's end
         self._lost(None)
         return False
@@ -752,72 +810,35 @@ class _Connection(asyncio.Protocol):
     def _parse(self) -> None:
         buffer = self._buffer
         while self.status == 0:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > 65536:
-                    raise ValueError("response headers too long")
+            head = _parse_head(buffer)
+            if head is None:
                 return
-            lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-            del buffer[: end + 4]
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-                raise ValueError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-            status = int(parts[1])
+            version, status, headers = head
             if 100 <= status < 200:
                 continue  # an interim answer (100 Continue): the real one follows
-            headers = self.headers
-            for field in lines[1:]:
-                name, _, value = field.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            connection = headers.get("connection", "").lower()
-            self._reusable = parts[0] == "HTTP/1.1" and "close" not in connection
-            self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+            self.headers = headers
+            self._reusable = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
             if status in (204, 304):
                 self._length = 0
-            elif not self._chunked and "content-length" in headers:
+            elif "chunked" in headers.get("transfer-encoding", "").lower():
+                self._chunks = _Dechunker()
+            elif "content-length" in headers:
                 self._length = int(headers["content-length"])
-            elif not self._chunked:
+            else:
                 self._reusable = False  # the body ends with the connection
             self.status = status
-        if not self._chunked:
-            if self._length is None:
-                self.body += buffer
-                buffer.clear()
-                return
-            take = self._length - len(self.body)
-            self.body += buffer[:take]
-            del buffer[:take]
-            if len(self.body) >= self._length:
-                self._done = True
+        if self._chunks is not None:
+            self._done = self._done or self._chunks.feed(buffer, self.body.extend)
             return
-        while buffer and not self._done:
-            if self._chunk < 0:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    return
-                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
-                del buffer[: end + 2]
-                if size == 0:
-                    self._chunk = 0  # the last chunk: trailers (if any) end with an empty line
-                else:
-                    self._chunk = size + 2
-            if self._chunk == 0:
-                end = buffer.find(b"\r\n\r\n") if not buffer.startswith(b"\r\n") else -2
-                if end == -1:
-                    return
-                del buffer[: 2 if end == -2 else end + 4]
-                self._done = True
-                return
-            take = min(self._chunk - 2, len(buffer)) if self._chunk > 2 else 0
-            if take:
-                self.body += buffer[:take]
-                del buffer[:take]
-                self._chunk -= take
-            if self._chunk <= 2:
-                if len(buffer) < self._chunk:
-                    return
-                del buffer[: self._chunk]  # the CRLF after the chunk's data
-                self._chunk = -1
+        if self._length is None:
+            self.body += buffer
+            buffer.clear()
+            return
+        take = self._length - len(self.body)
+        self.body += buffer[:take]
+        del buffer[:take]
+        if len(self.body) >= self._length:
+            self._done = True
 
 
 # A request that got no answer fails with one of these; the span's `error.type` names the class, and the
@@ -892,8 +913,7 @@ class _WatchStream(asyncio.BufferedProtocol):
         self._buffer = bytearray()  # raw bytes not parsed yet
         self._lines: _List[bytes] = []  # complete body lines, not consumed yet (a deque costs 600 B more)
         self._partial = b""  # body bytes after the last newline
-        self._chunk = -1  # bytes left in the current chunk (+2 for its CRLF); -1: a size line is next
-        self._chunked = False
+        self._chunks: _Dechunker | None = None  # set for a chunked answer
         self._length: int | None = None  # Content-Length of a non-chunked answer
         self._eof = False
         self._error: BaseException | None = None
@@ -1025,58 +1045,31 @@ class _WatchStream(asyncio.BufferedProtocol):
     def _parse(self) -> None:
         buffer = self._buffer
         if self.status == 0:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > 65536:
-                    raise ValueError("response headers too long")
+            head = _parse_head(buffer)
+            if head is None:
                 return
-            head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-            del buffer[: end + 4]
-            parts = head[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-                raise ValueError(f"not an HTTP/1.x answer: {head[0][:80]!r}")
-            for field in head[1:]:
-                name, _, value = field.partition(":")
-                name = name.strip().lower()
-                if name in self._WATCH_HEADERS:
-                    self.headers[name] = value.strip()
-            self._chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-            if not self._chunked and "content-length" in self.headers:
+            _, status, headers = head
+            # Thousands of watches stay open: keep only the headers read later.
+            self.headers = {name: value for name, value in headers.items() if name in self._WATCH_HEADERS}
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                self._chunks = _Dechunker()
+            elif "content-length" in self.headers:
                 self._length = int(self.headers["content-length"])
-            self.status = int(parts[1])
-        if not self._chunked:
-            data = bytes(buffer)
-            buffer.clear()
-            if self._length is not None:
-                data = data[: self._length]
-                self._length -= len(data)
-                if self._length == 0:
-                    self._body(data)
-                    self._finish()
-                    return
-            self._body(data)
+            self.status = status
+        if self._chunks is not None:
+            if not self._eof and self._chunks.feed(buffer, self._body):
+                self._finish()  # trailers, if any, are not needed
             return
-        while buffer and not self._eof:
-            if self._chunk < 0:
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    return
-                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
-                del buffer[: end + 2]
-                if size == 0:
-                    self._finish()  # trailers, if any, are not needed
-                    return
-                self._chunk = size + 2
-            take = min(self._chunk - 2, len(buffer)) if self._chunk > 2 else 0
-            if take:
-                self._body(bytes(buffer[:take]))
-                del buffer[:take]
-                self._chunk -= take
-            if self._chunk <= 2:
-                if len(buffer) < self._chunk:
-                    return
-                del buffer[: self._chunk]  # the CRLF after the chunk's data
-                self._chunk = -1
+        data = bytes(buffer)
+        buffer.clear()
+        if self._length is not None:
+            data = data[: self._length]
+            self._length -= len(data)
+            if self._length == 0:
+                self._body(data)
+                self._finish()
+                return
+        self._body(data)
 
     def _body(self, data: bytes) -> None:
         if not data:
