@@ -705,7 +705,31 @@ class _Dechunker:
         return False
 
 
-class _Connection(asyncio.Protocol):
+class _Bare:
+    """What the two bare protocols share: their reader awaits the next protocol callback (data, end,
+    loss), which `_wake` delivers; `close` drops the connection."""
+
+    _transport: asyncio.Transport | None
+    _waiter: asyncio.Future[None] | None
+
+    async def _next_callback(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+class _Connection(_Bare, asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection of the request pool, carrying one exchange at a time.
 
     aiohttp's client spent ~20% of the operator's CPU at a cold start on per-request machinery (URL,
@@ -743,11 +767,7 @@ class _Connection(asyncio.Protocol):
             while not self._done:
                 if self._error is not None:
                     raise self._error
-                self._waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self._waiter
-                finally:
-                    self._waiter = None
+                await self._next_callback()
         except BaseException:
             self.close()  # cancelled or broken half-way: what is left of the answer would confuse the next
             raise
@@ -761,11 +781,6 @@ class _Connection(asyncio.Protocol):
             except zlib.error as error:
                 raise ClientPayloadError(f"bad gzip answer: {error}") from error
         return self.status, self.headers, body
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
 
     # -- the protocol side ----------------------------------------------------------------------------
 
@@ -802,10 +817,6 @@ class _Connection(asyncio.Protocol):
             )
         self._reusable = False
         self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
     def _parse(self) -> None:
         buffer = self._buffer
@@ -894,7 +905,7 @@ _KEEPALIVE: Final = tuple(
 )
 
 
-class _WatchStream(asyncio.BufferedProtocol):
+class _WatchStream(_Bare, asyncio.BufferedProtocol):
     """One watch request on its own connection, read as newline-separated JSON (HTTP/1.1, chunked).
 
     Watches are long-lived and numerous (4 per served namespace), so each is a bare asyncio protocol:
@@ -977,22 +988,13 @@ class _WatchStream(asyncio.BufferedProtocol):
             self.status, b"\n".join(self._lines) + self._partial, retry_after=self.headers.get("retry-after")
         )
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
     async def _wait(self, *, line: bool) -> None:
         """Until the answer's status is known (for an error answer: its whole body), and with `line`
         until a line or the end of the body is there. Raises what broke the connection."""
         while not self._eof and (self.status == 0 or self.status >= 400 or (line and not self._lines)):
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._next_callback()
         if self._error is not None:
             raise self._error
         if self.status == 0:
@@ -1091,10 +1093,6 @@ class _WatchStream(asyncio.BufferedProtocol):
         self._eof = True
         self.close()
         self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 def _watch_event(line: bytes, res: Resource) -> WatchEvent:
