@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -15,6 +16,18 @@ import pytest
 from discovery import informer, kube
 
 PODS = kube.Resource("", "v1", "pods", "Pod")
+
+
+@contextlib.asynccontextmanager
+async def running(*watchers: informer.Informer) -> AsyncIterator[None]:
+    """The informers' loops run in tasks for the block, cancelled and awaited after it (also on failure)."""
+    tasks = [asyncio.create_task(watcher.run()) for watcher in watchers]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def run(scenario: Callable[[], Awaitable[None]]) -> None:
@@ -66,24 +79,22 @@ def test_a_compact_cache_answers_fresh_decoded_copies_without_managed_fields() -
             handler=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])),
             compact=True,
         )
-        task = asyncio.create_task(watcher.run())
-        await watcher.synced.wait()
-        first = watcher.get("a")
-        assert first == {
-            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1"},
-            "spec": {"x": [1, 2]},
-        }
-        first["spec"]["x"].append(3)  # a caller's change never reaches the cache
-        assert watcher.get("a") == {
-            "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1"},
-            "spec": {"x": [1, 2]},
-        }
-        assert isinstance(watcher._cache[("ns", "a")], bytes)
-        assert watcher.keys() == [("ns", "a")]
-        assert [obj["metadata"]["name"] for obj in watcher.items()] == ["a"]
-        assert seen == [("ADDED", "a")]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(watcher):
+            await watcher.synced.wait()
+            first = watcher.get("a")
+            assert first == {
+                "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1"},
+                "spec": {"x": [1, 2]},
+            }
+            first["spec"]["x"].append(3)  # a caller's change never reaches the cache
+            assert watcher.get("a") == {
+                "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1"},
+                "spec": {"x": [1, 2]},
+            }
+            assert isinstance(watcher._cache[("ns", "a")], bytes)
+            assert watcher.keys() == [("ns", "a")]
+            assert [obj["metadata"]["name"] for obj in watcher.items()] == ["a"]
+            assert seen == [("ADDED", "a")]
 
     run(scenario)
 
@@ -111,23 +122,21 @@ def test_watch_events_and_a_relist_after_expiry_keep_the_cache_and_the_handler_i
             handler=lambda kind, obj: seen.append((kind, obj["metadata"]["name"])),
             compact=compact,
         )
-        task = asyncio.create_task(watcher.run())
-        await watcher.synced.wait()
-        await until(lambda: api.lists == 2 and len(seen) >= 7)
-        assert seen == [
-            ("ADDED", "a"),
-            ("ADDED", "b"),
-            ("ADDED", "c"),
-            ("MODIFIED", "a"),
-            ("DELETED", "b"),
-            ("DELETED", "c"),  # gone while the watch was down
-            ("ADDED", "d"),
-        ]
-        assert sorted(watcher.keys()) == [("ns", "a"), ("ns", "d")]
-        found = watcher.get("a")
-        assert found is not None and found["metadata"]["resourceVersion"] == "12"
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(watcher):
+            await watcher.synced.wait()
+            await until(lambda: api.lists == 2 and len(seen) >= 7)
+            assert seen == [
+                ("ADDED", "a"),
+                ("ADDED", "b"),
+                ("ADDED", "c"),
+                ("MODIFIED", "a"),
+                ("DELETED", "b"),
+                ("DELETED", "c"),  # gone while the watch was down
+                ("ADDED", "d"),
+            ]
+            assert sorted(watcher.keys()) == [("ns", "a"), ("ns", "d")]
+            found = watcher.get("a")
+            assert found is not None and found["metadata"]["resourceVersion"] == "12"
 
     run(scenario)
 
@@ -284,12 +293,10 @@ def test_a_handler_that_fails_does_not_end_the_watch_and_the_cache_is_listed_aga
                 raise RuntimeError("a bug in a handler")
 
         watcher = informer.Informer(api, PODS, namespace="ns", handler=handler, max_backoff=0.01)  # type: ignore[arg-type]
-        task = asyncio.create_task(watcher.run())
-        await until(lambda: "c" in seen)
-        assert api.lists == 2, "the cache is listed again after the failure"
-        assert sorted(watcher.keys()) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(watcher):
+            await until(lambda: "c" in seen)
+            assert api.lists == 2, "the cache is listed again after the failure"
+            assert sorted(watcher.keys()) == [("ns", "a"), ("ns", "b"), ("ns", "c")]
 
     run(scenario)
 
@@ -428,13 +435,11 @@ def test_an_insignificant_modification_updates_the_cache_without_calling_the_han
             significant=lambda old, new: old.get("spec") != new.get("spec"),
             compact=True,
         )
-        task = asyncio.create_task(watcher.run())
-        await until(lambda: api.lists == 2 and len(seen) >= 3)
-        assert seen == [("ADDED", "1"), ("MODIFIED", "3"), ("MODIFIED", "5")]
-        found = watcher.get("a")
-        assert found is not None and found["metadata"]["resourceVersion"] == "5"
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(watcher):
+            await until(lambda: api.lists == 2 and len(seen) >= 3)
+            assert seen == [("ADDED", "1"), ("MODIFIED", "3"), ("MODIFIED", "5")]
+            found = watcher.get("a")
+            assert found is not None and found["metadata"]["resourceVersion"] == "5"
 
     run(scenario)
 
@@ -459,16 +464,13 @@ def test_a_compact_cache_primes_compression_with_the_first_object_of_its_kind() 
             caches.append(
                 informer.Informer(api, kind, namespace=namespace, handler=lambda *_: None, compact=True)
             )  # type: ignore[arg-type]
-        tasks = [asyncio.create_task(cache.run()) for cache in caches]
-        for cache in caches:
-            await cache.synced.wait()
-        assert caches[0]._codec is caches[1]._codec, "one dictionary per kind"
-        stored = caches[1]._cache[("team-2", "s2")]
-        assert caches[1].get("s2") == server(2)
-        plain = zlib.compress(json.dumps(server(2), separators=(",", ":")).encode(), 1)
-        assert len(stored) * 2 < len(plain), (len(stored), len(plain))
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async with running(*caches):
+            for cache in caches:
+                await cache.synced.wait()
+            assert caches[0]._codec is caches[1]._codec, "one dictionary per kind"
+            stored = caches[1]._cache[("team-2", "s2")]
+            assert caches[1].get("s2") == server(2)
+            plain = zlib.compress(json.dumps(server(2), separators=(",", ":")).encode(), 1)
+            assert len(stored) * 2 < len(plain), (len(stored), len(plain))
 
     run(scenario)
