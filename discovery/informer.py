@@ -171,9 +171,7 @@ class Informer:
                 self.handler("ADDED", item)
                 continue
             old = self._decode(previous)
-            if _version_of(old) != _version_of(item) and (
-                self.significant is None or self.significant(old, item)
-            ):
+            if _version_of(old) != _version_of(item) and self._significant(old, item):
                 self.handler("MODIFIED", item)
         self._version = version
         self._listed = True
@@ -205,8 +203,12 @@ class Informer:
                 continue
             previous = self._cache.get(key) if self.significant is not None and kind == "MODIFIED" else None
             self._cache[key] = self._encode(obj)
-            if previous is None or self.significant is None or self.significant(self._decode(previous), obj):
+            if previous is None or self._significant(self._decode(previous), obj):
                 self.handler(kind, obj)
+
+    def _significant(self, old: kube.Body, new: kube.Body) -> bool:
+        """Whether a modification reaches the handler (always, without a `significant` judge)."""
+        return self.significant is None or self.significant(old, new)
 
     def _encode(self, obj: kube.Body) -> Any:
         if not self.compact:

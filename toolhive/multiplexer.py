@@ -218,26 +218,28 @@ def needs_pass(old: kube.Body, new: kube.Body) -> bool:
     """Whether a modified MCPServer needs a pass: not for the echoes of the operator's own writes, a
     status that alone moved or its finalizer appearing (controller-runtime's generation predicate, plus
     the metadata a pass reads). Anything else, someone removing the finalizer included, does."""
-    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
-    if any(old_meta.get(key) != new_meta.get(key) for key in _PASS_METADATA) or old.get("spec") != new.get(
-        "spec"
-    ):
+    if _differs(old, new, parts=("spec",), metadata=_PASS_METADATA):
         return True
-    before, after = old_meta.get("finalizers") or [], new_meta.get("finalizers") or []
+    before = (old.get("metadata") or {}).get("finalizers") or []
+    after = (new.get("metadata") or {}).get("finalizers") or []
     return before != after and [f for f in after if f != constants.FINALIZER] != before
-
-
-_PASS_METADATA: Final = ("generation", "deletionTimestamp", "labels", "annotations", "ownerReferences", "uid")
 
 
 def child_changed(old: kube.Body, new: kube.Body) -> bool:
     """A watched child changed in what the operator keeps of it (its slim copy), not only elsewhere."""
+    return _differs(old, new, parts=("spec", "status"), metadata=_CHILD_METADATA)
+
+
+_PASS_METADATA: Final = ("generation", "deletionTimestamp", "labels", "annotations", "ownerReferences", "uid")
+_CHILD_METADATA: Final = tuple(key for key in _SLIM_METADATA if key != "resourceVersion")
+
+
+def _differs(old: kube.Body, new: kube.Body, *, parts: tuple[str, ...], metadata: tuple[str, ...]) -> bool:
+    """Whether any of the top-level `parts` or the `metadata` keys differ between two copies."""
+    if any(old.get(part) != new.get(part) for part in parts):
+        return True
     old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
-    return (
-        old.get("spec") != new.get("spec")
-        or old.get("status") != new.get("status")
-        or any(old_meta.get(key) != new_meta.get(key) for key in _SLIM_METADATA if key != "resourceVersion")
-    )
+    return any(old_meta.get(key) != new_meta.get(key) for key in metadata)
 
 
 def _owner_name(obj: kube.Body) -> str | None:
