@@ -256,21 +256,8 @@ def span(
     """
     active = tracer if tracer is not None else _state.tracer
     if active is None:
-        return _NOOP_SCOPE
+        return kube.NO_SPAN
     return _SpanScope(active, name, attributes, links, kind)
-
-
-class _NoopScope:
-    __slots__ = ()
-
-    def __enter__(self) -> trace.Span:
-        return trace.INVALID_SPAN
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NOOP_SCOPE: Final = _NoopScope()
 
 
 class _SpanScope:
