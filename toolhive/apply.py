@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import secrets
 import sys
@@ -275,7 +276,12 @@ class Lru(Generic[K, V]):
         self._data.pop(key, None)
         self._data[key] = value
         if len(self._data) > self.maxsize:
-            del self._data[next(iter(self._data))]
+            # The oldest 1/64 at once: finding a plain dict's oldest entry scans the slots that earlier
+            # evictions emptied (until a resize compacts them), ~11 us per insert at 50 000 entries if
+            # done one at a time; in batches that scan is shared (~0.5 us), at a dict's memory per entry
+            # (an OrderedDict costs ~46 B more: 3 MiB at 70 000 records).
+            for stale in list(itertools.islice(self._data, max(1, self.maxsize // 64))):
+                del self._data[stale]
 
     def __delitem__(self, key: K) -> None:
         del self._data[key]

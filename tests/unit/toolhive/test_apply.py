@@ -224,6 +224,16 @@ def test_the_bounded_map_evicts_the_least_recently_used_entry() -> None:
     assert list(lru) == ["a", "d"] and lru.pop("a") == 4 and lru.pop("missing") is None
 
 
+def test_a_full_bounded_map_evicts_its_least_recently_used_sixty_fourth_at_once() -> None:
+    lru: apply.Lru[int, int] = apply.Lru(128)
+    for key in range(128):
+        lru[key] = key
+    assert lru.get(0) == 0  # refreshed: no longer the oldest
+    lru[128] = 128
+    assert 1 not in lru and 2 not in lru  # the two least recently used (128 // 64) made room
+    assert 0 in lru and 3 in lru and 128 in lru and len(lru) == 127
+
+
 @pytest.mark.parametrize(
     ("desired", "observed", "expected"),
     [
